@@ -1,0 +1,63 @@
+"""`facet3d info FILE...`: what a file holds (PDAL-info style), as a table or JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from facet3d.cli.console import out, print_json
+
+
+def _human(summary: dict[str, Any]) -> None:
+    out.print(f"[bold]{summary['path']}[/]  ({summary['format']}, {summary['kind'].replace('_', ' ')})")
+    skip = {"path", "format", "kind"}
+    for key, value in summary.items():
+        if key in skip:
+            continue
+        if key == "bounds" and value:
+            lo = ", ".join(f"{x:.6g}" for x in value["min"])
+            hi = ", ".join(f"{x:.6g}" for x in value["max"])
+            out.print(f"  bounds: [{lo}] .. [{hi}]  (diagonal {value['diagonal']:.6g})")
+        elif key == "header" and isinstance(value, dict):
+            out.print("  header:")
+            for hk, hv in value.items():
+                out.print(f"    {hk}: {hv}")
+        elif key == "attributes":
+            out.print(f"  attributes: {', '.join(value) if value else '(none)'}")
+        else:
+            out.print(f"  {key}: {value}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("info")
+    def info(
+        files: List[str] = typer.Argument(..., help="Files or folders to describe."),
+        json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per file."),
+        fmt: Optional[str] = typer.Option(None, "--format", "-f", help="Input format (default: detect)."),
+        topology: bool = typer.Option(True, "--topology/--no-topology", help="Watertight/manifold checks for meshes."),
+    ) -> None:
+        """Describe point cloud and mesh files: counts, bounds, attributes, topology, LAS header.
+
+        \b
+        Examples:
+          facet3d info bunny.ply
+          facet3d info scans/ --json
+          facet3d info sweep.bin --format kitti-bin
+        """
+        from facet3d.cli.batch import expand_inputs, run_batch
+        from facet3d.core.io.api import read
+        from facet3d.core.summary import summarize
+
+        def one(path: Path) -> dict[str, Any]:
+            return summarize(read(path, format=fmt), topology=topology)
+
+        results, failures = run_batch(expand_inputs(files), one, "info")
+        if json_out:
+            print_json(results + [{"path": str(p), "error": m} for p, m in failures])
+        else:
+            for r in results:
+                _human(r)
+        if failures:
+            raise typer.Exit(1)

@@ -1,0 +1,125 @@
+"""The hooks a facet3d plugin can implement.
+
+A plugin is any module or object with functions decorated by `facet3d.hookimpl` whose names
+match these specs; misspelled hook names are rejected at load time (``check_pending``).
+Built-in plugins use exactly these hooks. See docs/plugins.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
+
+import pluggy
+
+if TYPE_CHECKING:
+    import typer
+
+    from facet3d.core.specs import Benchmark, DemoStep, FormatSpec, ModelSpec, PipelineStep
+    from facet3d.kernels.dispatch import Backend
+
+PROJECT = "facet3d"
+F = TypeVar("F", bound=Callable[..., Any])
+
+_spec = pluggy.HookspecMarker(PROJECT)
+_impl = pluggy.HookimplMarker(PROJECT)
+
+
+def hookspec(func: F) -> F:  # keeps the signature visible to type checkers (tox does the same)
+    return cast(F, _spec(func))
+
+
+def hookimpl(func: F | None = None, **kwargs: Any) -> Any:
+    """Mark a function as a facet3d hook implementation (``@hookimpl`` or ``@hookimpl(tryfirst=True)``)."""
+    if func is None:
+        return _impl(**kwargs)
+    return _impl(func)
+
+
+@hookspec
+def facet3d_register_commands(app: "typer.Typer") -> None:
+    """Add commands to the CLI. Import heavy modules inside the command, not at module level.
+
+    Example::
+
+        @hookimpl
+        def facet3d_register_commands(app):
+            @app.command()
+            def hello(name: str = "world"):
+                "Say hello."
+                print(f"hello {name}")
+    """
+
+
+@hookspec
+def facet3d_formats() -> "list[FormatSpec]":
+    """Return file formats this plugin reads and/or writes.
+
+    Example::
+
+        @hookimpl
+        def facet3d_formats():
+            return [FormatSpec(name="pts", extensions=(".pts",), description="x y z per line",
+                               read="my_plugin.pts:read", write="my_plugin.pts:write")]
+    """
+
+
+@hookspec
+def facet3d_models() -> "list[ModelSpec]":
+    """Return named model configurations (build function, config, checkpoint loader).
+
+    Example::
+
+        @hookimpl
+        def facet3d_models():
+            return [ModelSpec(name="tiny-mlp", task="classification", description="2-layer MLP",
+                              build="my_plugin.models:TinyMLP", config={"classes": 10})]
+    """
+
+
+@hookspec
+def facet3d_kernel_backends() -> "list[Backend]":
+    """Return kernel backends for ops (see facet3d.kernels.dispatch.Backend).
+
+    Example::
+
+        @hookimpl
+        def facet3d_kernel_backends():
+            return [Backend(op="knn", name="my-cuda", priority=50, devices=("cuda",),
+                            dtypes=("float32",), impl="my_plugin.knn:knn")]
+    """
+
+
+@hookspec
+def facet3d_pipeline_steps() -> "list[PipelineStep]":
+    """Return steps usable in batch pipelines (``facet3d pipeline``).
+
+    Example::
+
+        @hookimpl
+        def facet3d_pipeline_steps():
+            return [PipelineStep(name="flip-z", description="mirror z", run="my_plugin.steps:flip_z")]
+    """
+
+
+@hookspec
+def facet3d_demo_steps() -> "list[DemoStep]":
+    """Return steps that ``facet3d demo`` runs on ``sample_data/``.
+
+    Example::
+
+        @hookimpl
+        def facet3d_demo_steps():
+            return [DemoStep(name="my-step", description="...", run="my_plugin.demo:run")]
+    """
+
+
+@hookspec
+def facet3d_benchmarks() -> "list[Benchmark]":
+    """Return benchmarks for ``facet3d bench``.
+
+    Example::
+
+        @hookimpl
+        def facet3d_benchmarks():
+            return [Benchmark(name="my-op", description="...", run="my_plugin.bench:run")]
+    """
