@@ -16,17 +16,39 @@ def _edges(faces: np.ndarray) -> np.ndarray:
     return faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
 
 
+def _unique_rows(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(e, axis=0, return_counts=True) for non-negative int pairs, via one int64 key (much faster)."""
+    base = np.int64(e.max()) + 1 if len(e) else np.int64(1)
+    keys, counts = np.unique(e[:, 0].astype(np.int64) * base + e[:, 1], return_counts=True)
+    return np.stack([keys // base, keys % base], axis=1), counts
+
+
 def edge_face_counts(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique undirected edges [E, 2] and how many faces use each [E]."""
-    e = np.sort(_edges(faces), axis=1)
-    uniq, counts = np.unique(e, axis=0, return_counts=True)
-    return uniq, counts
+    return _unique_rows(np.sort(_edges(faces), axis=1))
 
 
-def mesh_checks(vertices: np.ndarray, faces: np.ndarray) -> dict[str, object]:
+def merge_coincident(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Faces re-indexed so vertices at exactly the same position share one index.
+
+    OBJ/GLB loaders split vertices along UV and normal seams; without this a closed textured
+    mesh (e.g. spot) would look open and non-manifold along its seams.
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    # Quantise at 1e-7 of the size (about float32 precision) so float noise does not split vertices.
+    finite = np.isfinite(v).all(axis=1)
+    scale = float(np.abs(v[finite]).max()) if finite.any() else 1.0
+    v = np.ascontiguousarray(np.round(v / (max(scale, 1e-300) * 1e-7)) + 0.0)  # + 0.0 turns -0.0 into 0.0
+    rows = v.view(np.dtype((np.void, v.dtype.itemsize * 3))).reshape(-1)
+    _, first, inverse = np.unique(rows, return_index=True, return_inverse=True)
+    return first[inverse.reshape(-1)][faces]
+
+
+def mesh_checks(vertices: np.ndarray, faces: np.ndarray, merge: bool = True) -> dict[str, object]:
     """Topology facts of a triangle mesh.
 
     vertices: [N, 3]; faces: int [F, 3]
+    merge: treat vertices at identical positions as one (see `merge_coincident`)
     Returns watertight, winding_consistent, edge_manifold, vertex_manifold, manifold,
     boundary_edges, nonmanifold_edges, degenerate_faces, unreferenced_vertices, euler_characteristic.
     """
@@ -36,18 +58,27 @@ def mesh_checks(vertices: np.ndarray, faces: np.ndarray) -> dict[str, object]:
         return {"watertight": False, "winding_consistent": True, "edge_manifold": True, "vertex_manifold": True,
                 "manifold": True, "boundary_edges": 0, "nonmanifold_edges": 0, "degenerate_faces": 0,
                 "unreferenced_vertices": n, "euler_characteristic": n}
+    used = np.zeros(n, dtype=bool)
+    used[faces.reshape(-1)] = True
+    if merge and len(vertices):
+        faces = merge_coincident(vertices, faces)
     degenerate = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
-    good = faces[~degenerate]
+    good = faces  # degenerate faces still count for edges, as in trimesh; they are reported separately
     uniq, counts = edge_face_counts(good) if len(good) else (np.zeros((0, 2), np.int64), np.zeros(0, np.int64))
     boundary = int((counts == 1).sum())
     nonmanifold = int((counts > 2).sum())
-    # Winding: a directed edge that appears twice means two faces traverse it the same way.
-    directed = _edges(good)
-    _, dcounts = np.unique(directed, axis=0, return_counts=True)
-    winding_ok = bool((dcounts == 1).all())
+    # Winding, over manifold edges (shared by exactly two faces): the two faces must traverse the
+    # edge in opposite directions, i.e. the directed edge must not appear twice.
+    drows, dcounts = _unique_rows(_edges(good))
+    twice = np.sort(drows[dcounts >= 2], axis=1)
+    if len(twice):
+        shared = {tuple(e) for e in uniq[counts == 2].tolist()}
+        winding_ok = not any(tuple(e) in shared for e in twice.tolist())
+    else:
+        winding_ok = True
     vertex_manifold = _vertex_manifold(good, n) if nonmanifold == 0 else False
-    used = np.zeros(n, dtype=bool)
-    used[faces.reshape(-1)] = True
+    used_merged = np.zeros(n, dtype=bool)
+    used_merged[good.reshape(-1)] = True
     return {
         "watertight": bool(len(counts) > 0 and (counts == 2).all()),
         "winding_consistent": winding_ok,
@@ -58,7 +89,7 @@ def mesh_checks(vertices: np.ndarray, faces: np.ndarray) -> dict[str, object]:
         "nonmanifold_edges": nonmanifold,
         "degenerate_faces": int(degenerate.sum()),
         "unreferenced_vertices": int((~used).sum()),
-        "euler_characteristic": int(used.sum() - len(uniq) + len(good)),
+        "euler_characteristic": int(used_merged.sum() - len(uniq) + len(good)),
     }
 
 
