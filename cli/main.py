@@ -54,9 +54,9 @@ def build_app() -> typer.Typer:
     ) -> None:
         """facet3d: point clouds, meshes and 3D vision from the shell."""
 
-    from facet3d.cli import cmd_bench, cmd_convert, cmd_demo, cmd_info, cmd_pipeline, cmd_plugins
+    from facet3d.cli import cmd_bench, cmd_convert, cmd_demo, cmd_info, cmd_models, cmd_pipeline, cmd_plugins
 
-    for module in (cmd_info, cmd_convert, cmd_plugins, cmd_bench, cmd_demo, cmd_pipeline):
+    for module in (cmd_info, cmd_convert, cmd_pipeline, cmd_models, cmd_plugins, cmd_bench, cmd_demo):
         module.register(app)
 
     from facet3d.core.plugins import get_plugins

@@ -99,3 +99,31 @@ def test_command_hook_adds_a_command(monkeypatch):
     finally:
         p.unregister("hello")
         plugins_mod.reset_plugins()
+
+
+def test_models_hook_lists_config_and_parameter_count():
+    import json
+
+    import torch
+    from typer.testing import CliRunner
+
+    from facet3d.cli.main import build_app
+    from facet3d.core.specs import ModelSpec
+
+    @hookimpl
+    def facet3d_models():
+        return [ModelSpec(name="tiny-test", task="classification", description="2-layer MLP",
+                          build=lambda hidden: torch.nn.Sequential(torch.nn.Linear(3, hidden), torch.nn.Linear(hidden, 5)),
+                          config={"hidden": 7})]
+
+    plugins_mod.reset_plugins()
+    p = plugins_mod.get_plugins()
+    p.register(_module("tiny", facet3d_models=facet3d_models), name="tiny")
+    try:
+        result = CliRunner().invoke(build_app(), ["models", "--json"])
+        assert result.exit_code == 0, result.output
+        (row,) = [r for r in json.loads(result.output) if r["name"] == "tiny-test"]
+        assert row["parameters"] == 3 * 7 + 7 + 7 * 5 + 5 and row["config"] == {"hidden": 7}
+    finally:
+        p.unregister("tiny")
+        plugins_mod.reset_plugins()

@@ -1,0 +1,88 @@
+"""Safe checkpoint loading and saving. Nothing here runs code from a file.
+
+Loading: ``.safetensors`` through safetensors; anything else through
+``torch.load(weights_only=True)``. Official checkpoints of some methods (e.g. RISurConv's
+``best_model.pth``) store numpy float64 accuracy scalars beside the weights, which plain
+``weights_only=True`` refuses; ``allow_numpy_scalars=True`` allows exactly the numpy types such a
+scalar needs (never arbitrary globals). Saving is safetensors, written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from facet3d.core.errors import CheckpointError
+
+
+def _numpy_scalar_globals() -> list[Any]:
+    import numpy as np
+
+    allowed: list[Any] = [np.dtype, type(np.dtype(np.float64)), type(np.dtype(np.float32)),
+                          type(np.dtype(np.int64)), type(np.dtype(np.int32))]
+    # the reconstructor a pickled numpy scalar calls; its module moved in numpy 2
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+    allowed.append(scalar)
+    return allowed
+
+
+def load_checkpoint(path: str | os.PathLike[str], allow_numpy_scalars: bool = False) -> Any:
+    """Load a checkpoint file (a state dict, or a dict holding one) onto the CPU, safely.
+
+    path: ``*.safetensors`` or a torch.save file
+    allow_numpy_scalars: also accept numpy scalar values (official training dumps) — nothing else
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such checkpoint file")
+    if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(p), device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{p}: not a valid safetensors file ({exc})") from None
+    import pickle
+
+    import torch
+
+    try:
+        if allow_numpy_scalars:
+            with torch.serialization.safe_globals(_numpy_scalar_globals()):
+                return torch.load(str(p), map_location="cpu", weights_only=True)
+        return torch.load(str(p), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unpickling refused"
+        raise CheckpointError(f"{p}: refused to load (it holds objects other than tensors: {first[:200]})") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{p}: not a readable checkpoint ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def state_dict_of(obj: Any, keys: tuple[str, ...] = ("model_state_dict", "state_dict", "model")) -> dict[str, Any]:
+    """The state dict inside a loaded checkpoint (a bare state dict, or one under a usual key)."""
+    if isinstance(obj, dict):
+        for k in keys:
+            if k in obj and isinstance(obj[k], dict):
+                return obj[k]
+        if all(hasattr(v, "shape") for v in obj.values()):
+            return obj
+    raise CheckpointError(f"checkpoint holds no state dict (looked for a tensor dict or keys {', '.join(keys)})")
+
+
+def save_safetensors(state_dict: dict[str, Any], path: str | os.PathLike[str], metadata: dict[str, Any] | None = None) -> Path:
+    """Save tensors as safetensors (metadata values JSON-encoded), atomically."""
+    from safetensors.torch import save_file
+
+    from facet3d.core.io.api import atomic_output
+
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    with atomic_output(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return Path(path)
