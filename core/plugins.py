@@ -54,9 +54,7 @@ class Facet3DPlugins:
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self._cache: dict[str, Any] = {}
-        if os.environ.get(ENV_TRACE):
-            self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(msg))
-            self.pm.enable_tracing()
+        self.tracing = bool(os.environ.get(ENV_TRACE))
 
     # -- loading -----------------------------------------------------------------------------
     def load_entry_points(self) -> None:
@@ -106,6 +104,10 @@ class Facet3DPlugins:
         self.infos.pop(name, None)
         self._cache.clear()
 
+    def _trace(self, message: str) -> None:
+        if self.tracing:
+            sys.stderr.write(f"facet3d trace: {message}\n")
+
     def _register(self, obj: Any, info: PluginInfo) -> None:
         try:
             self.pm.register(obj, name=info.name)
@@ -120,6 +122,7 @@ class Facet3DPlugins:
             info.status, info.error = "failed", f"unknown hook: {exc}"
             return
         info.hooks = sorted(h.name for h in self.pm.get_hookcallers(obj) or [])
+        self._trace(f"registered plugin {info.name} ({info.source}) hooks: {', '.join(info.hooks) or 'none'}")
         self._cache.clear()
 
     # -- collectors ---------------------------------------------------------------------------
@@ -133,7 +136,9 @@ class Facet3DPlugins:
         for impl in hook.get_hookimpls():  # registration order
             try:
                 items = impl.function() or []
+                self._trace(f"{impl.plugin_name}.{hook_name}() -> {len(items)} item(s)")
             except Exception as exc:  # noqa: BLE001
+                self._trace(f"{impl.plugin_name}.{hook_name}() raised {type(exc).__name__}: {exc}")
                 info = self.infos.get(impl.plugin_name)
                 if info is not None:
                     info.status, info.error = "failed", f"{hook_name} raised {type(exc).__name__}: {exc}"
@@ -168,7 +173,9 @@ class Facet3DPlugins:
         for impl in self.pm.hook.facet3d_register_commands.get_hookimpls():
             try:
                 impl.function(app=app)
+                self._trace(f"{impl.plugin_name}.facet3d_register_commands(app)")
             except Exception as exc:  # noqa: BLE001
+                self._trace(f"{impl.plugin_name}.facet3d_register_commands(app) raised {type(exc).__name__}: {exc}")
                 info = self.infos.get(impl.plugin_name)
                 if info is not None:
                     info.status, info.error = "failed", f"facet3d_register_commands raised {type(exc).__name__}: {exc}"

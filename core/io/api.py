@@ -28,14 +28,17 @@ def registered_formats() -> dict[str, FormatSpec]:
 
 def _by_extension(path: Path, formats: dict[str, FormatSpec], need: str) -> FormatSpec | None:
     name = path.name.lower()
-    # longest suffix first so ".pcd.bin" beats ".bin"
+    # Longest suffix first so ".pcd.bin" beats ".bin"; on a tie, the format named like the
+    # extension wins (a plugin's "pts" over a generic text format that also lists ".pts").
     best = None
     for spec in formats.values():
         if getattr(spec, need) is None or spec.explicit_only:
             continue
         for ext in spec.extensions:
-            if name.endswith(ext) and (best is None or len(ext) > best[0]):
-                best = (len(ext), spec)
+            if name.endswith(ext):
+                rank = (len(ext), spec.name == ext.lstrip("."))
+                if best is None or rank > best[0]:
+                    best = (rank, spec)
     return best[1] if best else None
 
 
