@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from facet3d.cli.console import err, fail_line, progress
+from facet3d.cli.console import DEBUG, err, fail_line, progress
 from facet3d.core.errors import Facet3DError, InputError
 
 
@@ -41,6 +41,8 @@ def run_batch(items: list[Path], action: Callable[[Path], Any], label: str) -> t
             try:
                 results.append(action(item))
             except Facet3DError as exc:
+                if DEBUG["on"]:
+                    err.print_exception()
                 msg = str(exc)
                 fail_line(msg if str(item) in msg else f"{item}: {msg}")
                 failures.append((item, msg))

@@ -11,6 +11,7 @@ from typing import Any, Iterator
 from rich.console import Console
 
 err = Console(stderr=True, highlight=False)
+DEBUG = {"on": False}  # set by `--debug`: batch commands then print tracebacks of the files that fail
 out = Console(highlight=False, soft_wrap=True)
 
 

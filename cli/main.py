@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from facet3d.cli.console import err, fail_line
+from facet3d.cli.console import DEBUG, err, fail_line
 from facet3d.core.errors import Facet3DError
 
 HELP = """facet3d: point clouds, meshes and 3D vision from the shell.
@@ -74,6 +74,7 @@ def run(argv: Optional[list[str]] = None) -> None:
     """Console-script entry point."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("FACET3D_DEBUG") == "1"
+    DEBUG["on"] = debug
     code = 0
     try:
         app = build_app()

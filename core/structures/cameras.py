@@ -1,0 +1,354 @@
+"""`Cameras`: batched pinhole cameras in the OpenCV convention, and conversions to/from others.
+
+Convention (OpenCV / COLMAP): camera axes x right, y down, z forward (into the scene).
+
+    x_cam = R @ X_world + t                 R: [B, 3, 3] world-to-camera rotation, t: [B, 3]
+    [u, v, 1] ~ K @ x_cam,  depth = z_cam   K: [B, 3, 3] intrinsics (fx, fy, cx, cy, skew)
+    centre C = -R^T t                       (the camera position in world coordinates)
+
+Pixel coordinates are continuous with the centre of the top-left pixel at (0, 0) as in OpenCV,
+so the image spans [-0.5, W - 0.5] x [-0.5, H - 0.5].  ``image_size`` is ``[B, 2]`` as
+``(height, width)`` (pytorch3d's order); ``width`` / ``height`` properties give them separately.
+
+Other conventions handled here:
+
+* Blender / NeRF (``transforms.json``): 4x4 camera-to-world matrices with OpenGL axes (x right,
+  y up, z backward).  ``c2w_cv = c2w_gl @ diag(1, -1, -1, 1)``; ``fx = W / (2 tan(fov_x / 2))``,
+  principal point at (W/2, H/2) unless K is given.  See `from_blender`, `to_blender`,
+  `from_nerf_transforms`.
+* COLMAP ``images.txt``: ``qvec`` (w, x, y, z) and ``tvec`` are the world-to-camera R and t of
+  this module as they are.  See `from_colmap`, `to_colmap`.
+* Camera centre + camera-to-world rotation (e.g. Strecha ``.camera`` files / the fountain-P11
+  ``cameras.json``: ``x_cam = R_file^T (X - C)``).  See `from_centre`, `load_strecha`.
+
+Core JSON format (`save_json` / `load_json`)::
+
+    {"format": "facet3d.cameras", "version": 1,
+     "cameras": [{"name": "0000.jpg", "K": [[fx, s, cx], [0, fy, cy], [0, 0, 1]],
+                  "R": [[...], [...], [...]], "t": [tx, ty, tz], "width": 768, "height": 512}, ...]}
+
+R and t are world-to-camera, OpenCV axes, exactly the attributes of `Cameras`; a bare list of
+camera objects is accepted on load too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import GeometryError, InputError
+from ..ops.rotations import matrix_to_quaternion, quaternion_to_matrix
+
+__all__ = ["Cameras", "intrinsics_matrix", "look_at_R"]
+
+_GL_TO_CV = torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)  # flip y and z camera axes
+FORMAT_NAME = "facet3d.cameras"
+
+
+def intrinsics_matrix(fx, fy, cx, cy, skew=0.0, dtype=torch.float64) -> Tensor:
+    """Build ``K [..., 3, 3]`` from broadcastable fx, fy, cx, cy (and skew)."""
+    fx, fy, cx, cy, skew = (torch.as_tensor(a, dtype=dtype) for a in (fx, fy, cx, cy, skew))
+    fx, fy, cx, cy, skew = torch.broadcast_tensors(fx, fy, cx, cy, skew)
+    z, o = torch.zeros_like(fx), torch.ones_like(fx)
+    return torch.stack([fx, skew, cx, z, fy, cy, z, z, o], -1).reshape(fx.shape + (3, 3))
+
+
+def _batched(x, dims: int, dtype, device) -> Tensor:
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x, dtype=dtype, device=device)
+    return t[None] if t.ndim == dims else t
+
+
+class Cameras:
+    """A batch of B pinhole cameras (OpenCV convention; see the module docstring).
+
+    K: ``[B, 3, 3]``, R: ``[B, 3, 3]`` world-to-camera, t: ``[B, 3]``, image_size: ``[B, 2]``
+    (height, width) or one ``(height, width)`` for all; names: optional B strings.
+    Unbatched ``[3, 3]`` / ``[3]`` inputs are taken as B = 1.  Default dtype float64: poses of
+    large scenes lose millimetres in float32.
+    """
+
+    def __init__(self, K, R, t, image_size=None, names: Sequence[str] | None = None,
+                 dtype: torch.dtype = torch.float64, device=None) -> None:
+        self.K = _batched(K, 2, dtype, device)
+        self.R = _batched(R, 2, dtype, self.K.device)
+        self.t = _batched(t, 1, dtype, self.K.device)
+        B = max(len(self.K), len(self.R), len(self.t))
+        try:
+            self.K, self.R, self.t = (self.K.expand(B, 3, 3), self.R.expand(B, 3, 3), self.t.expand(B, 3))
+        except RuntimeError as exc:
+            raise GeometryError(f"camera shapes do not agree: K {tuple(self.K.shape)}, R {tuple(self.R.shape)}, "
+                                f"t {tuple(self.t.shape)}") from exc
+        for name, a in (("K", self.K), ("R", self.R), ("t", self.t)):
+            if not bool(torch.isfinite(a).all()):
+                raise GeometryError(f"camera {name} has non-finite entries")
+        if image_size is None:
+            self.image_size = None
+        else:
+            self.image_size = _batched(image_size, 1, torch.int64, self.K.device).expand(B, 2).clone()
+        self.names = list(names) if names is not None else [f"{i:04d}" for i in range(B)]
+        if len(self.names) != B:
+            raise GeometryError(f"{len(self.names)} names for {B} cameras")
+        self.device = self.K.device
+
+    # ------------------------------------------------------------------ basics
+    def __len__(self) -> int:
+        return self.K.shape[0]
+
+    def __repr__(self) -> str:
+        return f"Cameras(B={len(self)}, device={self.device})"
+
+    def __getitem__(self, index) -> "Cameras":
+        idx = [range(len(self))[index]] if isinstance(index, int) else index
+        if isinstance(idx, slice):
+            idx = list(range(len(self)))[idx]
+        idx_t = torch.as_tensor(idx, device=self.device)
+        if idx_t.dtype == torch.bool:
+            idx_t = idx_t.nonzero().flatten()
+        names = [self.names[int(i)] for i in idx_t.tolist()]
+        size = None if self.image_size is None else self.image_size[idx_t]
+        return Cameras(self.K[idx_t], self.R[idx_t], self.t[idx_t], size, names, dtype=self.K.dtype)
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "Cameras":
+        dtype = dtype or self.K.dtype
+        size = None if self.image_size is None else self.image_size.to(device)
+        return Cameras(self.K.to(device, dtype), self.R.to(device, dtype), self.t.to(device, dtype), size,
+                       self.names, dtype=dtype)
+
+    @property
+    def width(self) -> Tensor | None:
+        """``[B]`` int64 image widths (None when unknown)."""
+        return None if self.image_size is None else self.image_size[:, 1]
+
+    @property
+    def height(self) -> Tensor | None:
+        return None if self.image_size is None else self.image_size[:, 0]
+
+    # ------------------------------------------------------------------ geometry
+    def centers(self) -> Tensor:
+        """``[B, 3]`` camera centres in world coordinates, ``C = -R^T t``."""
+        return -(self.R.transpose(1, 2) @ self.t[..., None])[..., 0]
+
+    def world_to_camera(self) -> Tensor:
+        """``[B, 4, 4]`` homogeneous world-to-camera matrices ``[[R, t], [0, 1]]``."""
+        T = torch.zeros(len(self), 4, 4, dtype=self.K.dtype, device=self.device)
+        T[:, :3, :3], T[:, :3, 3], T[:, 3, 3] = self.R, self.t, 1
+        return T
+
+    def camera_to_world(self) -> Tensor:
+        """``[B, 4, 4]`` camera-to-world (OpenCV axes): ``[[R^T, C], [0, 1]]``."""
+        T = torch.zeros(len(self), 4, 4, dtype=self.K.dtype, device=self.device)
+        T[:, :3, :3], T[:, :3, 3], T[:, 3, 3] = self.R.transpose(1, 2), self.centers(), 1
+        return T
+
+    def _points(self, points) -> Tensor:
+        p = torch.as_tensor(points, dtype=self.K.dtype, device=self.device) if not isinstance(points, Tensor) \
+            else points.to(self.device, self.K.dtype)
+        if p.shape[-1] != 3 or p.ndim not in (2, 3):
+            raise GeometryError(f"points must be [N, 3] or [B, N, 3], got {tuple(p.shape)}")
+        return p
+
+    def transform_to_camera(self, points) -> Tensor:
+        """World ``points [N, 3]`` (shared) or ``[B, N, 3]`` -> camera coordinates ``[B, N, 3]``."""
+        p = self._points(points)
+        return p @ self.R.transpose(1, 2) + self.t[:, None, :]
+
+    def project(self, points) -> tuple[Tensor, Tensor]:
+        """World ``points [N, 3]`` or ``[B, N, 3]`` -> ``(pixels [B, N, 2], depth [B, N])``.
+
+        depth is z in the camera frame; points with depth <= 0 are behind the camera and their
+        pixels are meaningless (inf/nan at depth 0) - mask them with ``depth > 0``.
+        """
+        xc = self.transform_to_camera(points)
+        depth = xc[..., 2]
+        uvw = xc @ self.K.transpose(1, 2)
+        return uvw[..., :2] / uvw[..., 2:3], depth
+
+    def in_image(self, pixels: Tensor, depth: Tensor | None = None) -> Tensor:
+        """``[B, N]`` bool: pixels inside the image (and in front of the camera when depth given)."""
+        if self.image_size is None:
+            raise GeometryError("cameras have no image size")
+        w = self.width[:, None].to(pixels.dtype)
+        h = self.height[:, None].to(pixels.dtype)
+        u, v = pixels[..., 0], pixels[..., 1]
+        ok = (u >= -0.5) & (u < w - 0.5) & (v >= -0.5) & (v < h - 0.5)
+        return ok if depth is None else ok & (depth > 0)
+
+    def unproject(self, pixels, depth) -> Tensor:
+        """``pixels [B, N, 2]`` (or ``[N, 2]`` shared) and ``depth [B, N]`` (z, not ray length) ->
+        world points ``[B, N, 3]``: ``X = R^T (depth * K^-1 [u, v, 1] - t)``."""
+        px = torch.as_tensor(pixels, dtype=self.K.dtype, device=self.device)
+        d = torch.as_tensor(depth, dtype=self.K.dtype, device=self.device)
+        if px.ndim == 2:
+            px = px.expand(len(self), -1, -1)
+        homo = torch.cat([px, torch.ones_like(px[..., :1])], dim=-1)
+        rays = torch.linalg.solve(self.K[:, None], homo[..., None])[..., 0]  # K^-1 [u, v, 1], z = 1
+        xc = rays * d[..., None]
+        return (xc - self.t[:, None, :]) @ self.R
+
+    def rays(self, pixels) -> tuple[Tensor, Tensor]:
+        """World-space rays through ``pixels [B, N, 2]`` -> ``(origins [B, N, 3], unit directions [B, N, 3])``."""
+        px = torch.as_tensor(pixels, dtype=self.K.dtype, device=self.device)
+        if px.ndim == 2:
+            px = px.expand(len(self), -1, -1)
+        far = self.unproject(px, torch.ones(px.shape[:-1], dtype=self.K.dtype, device=self.device))
+        origins = self.centers()[:, None, :].expand_as(far)
+        d = far - origins
+        return origins, d / d.norm(dim=-1, keepdim=True)
+
+    # ------------------------------------------------------------------ Blender / NeRF
+    @classmethod
+    def from_blender(cls, c2w, fov_x: float | Sequence[float] | None = None, K=None, width: int | None = None,
+                     height: int | None = None, names=None, dtype=torch.float64) -> "Cameras":
+        """Blender/NeRF camera-to-world ``[B, 4, 4]`` (or ``[B, 3, 4]``; OpenGL axes) -> `Cameras`.
+
+        Give either ``fov_x`` (horizontal field of view, radians, with ``width`` and ``height``;
+        square pixels, principal point at the image centre) or ``K [B, 3, 3]`` / ``[3, 3]``.
+        """
+        M = _batched(c2w, 2, dtype, None)
+        if M.shape[-2:] not in ((4, 4), (3, 4)):
+            raise GeometryError(f"c2w must be [B, 4, 4] or [B, 3, 4], got {tuple(M.shape)}")
+        R_c2w = M[:, :3, :3] * _GL_TO_CV.to(dtype)  # scale columns: flip camera y, z axes
+        C = M[:, :3, 3]
+        if K is None:
+            if fov_x is None or width is None or height is None:
+                raise GeometryError("from_blender needs K, or fov_x with width and height")
+            f = 0.5 * width / torch.tan(0.5 * torch.as_tensor(fov_x, dtype=dtype))
+            K = intrinsics_matrix(f, f, width / 2.0, height / 2.0, dtype=dtype)
+        R = R_c2w.transpose(1, 2)
+        t = -(R @ C[..., None])[..., 0]
+        size = None if width is None or height is None else (int(height), int(width))
+        return cls(K, R, t, size, names, dtype=dtype)
+
+    def to_blender(self) -> Tensor:
+        """``[B, 4, 4]`` camera-to-world with OpenGL/Blender axes (inverse of `from_blender`)."""
+        T = self.camera_to_world()
+        T[:, :3, :3] = T[:, :3, :3] * _GL_TO_CV.to(device=T.device, dtype=T.dtype)
+        return T
+
+    def fov_x(self) -> Tensor:
+        """``[B]`` horizontal field of view in radians (needs image_size)."""
+        if self.image_size is None:
+            raise GeometryError("cameras have no image size")
+        return 2.0 * torch.atan(0.5 * self.width.to(self.K.dtype) / self.K[:, 0, 0])
+
+    @classmethod
+    def from_nerf_transforms(cls, path, width: int | None = None, height: int | None = None) -> "Cameras":
+        """Read a NeRF ``transforms_*.json`` (``camera_angle_x`` + frames' ``transform_matrix``).
+
+        The image size comes from ``w``/``h`` in the file, else from the arguments, else from the
+        first frame's image (``file_path`` + ``.png``, read with Pillow).
+        """
+        with open(path) as fh:
+            meta = json.load(fh)
+        frames = meta.get("frames") or []
+        if not frames or "camera_angle_x" not in meta:
+            raise InputError(f"{path}: not a NeRF transforms file (needs camera_angle_x and frames)")
+        width = int(meta.get("w", width or 0)) or None
+        height = int(meta.get("h", height or 0)) or None
+        if width is None or height is None:
+            img = os.path.join(os.path.dirname(os.fspath(path)), frames[0]["file_path"])
+            img = img if os.path.splitext(img)[1] else img + ".png"
+            from PIL import Image
+            with Image.open(img) as im:
+                width, height = im.size
+        c2w = np.array([f["transform_matrix"] for f in frames], dtype=np.float64)
+        names = [f.get("file_path", f"{i:04d}") for i, f in enumerate(frames)]
+        return cls.from_blender(c2w, fov_x=float(meta["camera_angle_x"]), width=width, height=height, names=names)
+
+    # ------------------------------------------------------------------ COLMAP
+    @classmethod
+    def from_colmap(cls, qvec, tvec, K, image_size=None, names=None, dtype=torch.float64) -> "Cameras":
+        """COLMAP poses: ``qvec [B, 4]`` (w, x, y, z) and ``tvec [B, 3]``, world-to-camera."""
+        q = _batched(qvec, 1, dtype, None)
+        return cls(K, quaternion_to_matrix(q), tvec, image_size, names, dtype=dtype)
+
+    def to_colmap(self) -> tuple[Tensor, Tensor]:
+        """-> ``(qvec [B, 4] (w, x, y, z) with w >= 0, tvec [B, 3])`` as in COLMAP's images.txt."""
+        return matrix_to_quaternion(self.R), self.t.clone()
+
+    # ------------------------------------------------------------------ centre + rotation
+    @classmethod
+    def from_centre(cls, C, R_c2w, K, image_size=None, names=None, dtype=torch.float64) -> "Cameras":
+        """Camera centres ``C [B, 3]`` and camera-to-world rotations ``R_c2w [B, 3, 3]`` (columns =
+        camera axes in world, OpenCV axes): ``x_cam = R_c2w^T (X - C)``, i.e. R = R_c2w^T, t = -R C."""
+        Rc = _batched(R_c2w, 2, dtype, None)
+        Cc = _batched(C, 1, dtype, None)
+        R = Rc.transpose(1, 2)
+        return cls(K, R, -(R @ Cc[..., None])[..., 0], image_size, names, dtype=dtype)
+
+    @classmethod
+    def load_strecha(cls, path) -> "Cameras":
+        """Read the fountain-P11 style ``cameras.json`` ({"cameras": {name: {K, R_file, C, width, height}}})."""
+        with open(path) as fh:
+            data = json.load(fh)
+        cams = data.get("cameras")
+        if not isinstance(cams, dict) or not cams:
+            raise InputError(f"{path}: no 'cameras' mapping")
+        names = sorted(cams)
+        get = lambda k: np.array([cams[n][k] for n in names], dtype=np.float64)  # noqa: E731
+        size = np.array([[cams[n]["height"], cams[n]["width"]] for n in names])
+        return cls.from_centre(get("C"), get("R_file"), get("K"), size, names)
+
+    # ------------------------------------------------------------------ JSON
+    def to_dicts(self) -> list[dict]:
+        out = []
+        for i in range(len(self)):
+            d = {"name": self.names[i], "K": self.K[i].tolist(), "R": self.R[i].tolist(), "t": self.t[i].tolist()}
+            if self.image_size is not None:
+                d["width"], d["height"] = int(self.width[i]), int(self.height[i])
+            out.append(d)
+        return out
+
+    def save_json(self, path) -> None:
+        """Write the core camera format (see the module docstring)."""
+        with open(path, "w") as fh:
+            json.dump({"format": FORMAT_NAME, "version": 1, "cameras": self.to_dicts()}, fh, indent=1)
+
+    @classmethod
+    def from_dicts(cls, items: list[dict], dtype=torch.float64) -> "Cameras":
+        if not items:
+            raise InputError("camera list is empty")
+        try:
+            K = [c["K"] for c in items]
+            R = [c["R"] for c in items]
+            t = [c["t"] for c in items]
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"camera entry lacks K, R or t ({exc})") from exc
+        sizes = None
+        if all("width" in c and "height" in c for c in items):
+            sizes = [[int(c["height"]), int(c["width"])] for c in items]
+        names = [str(c.get("name", f"{i:04d}")) for i, c in enumerate(items)]
+        return cls(np.array(K, dtype=np.float64), np.array(R, dtype=np.float64), np.array(t, dtype=np.float64),
+                   sizes, names, dtype=dtype)
+
+    @classmethod
+    def load_json(cls, path) -> "Cameras":
+        """Read the core camera format (or a bare list of camera objects)."""
+        try:
+            with open(path) as fh:
+                data = json.load(fh)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path}: cannot read cameras ({exc})") from exc
+        items = data.get("cameras") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise InputError(f"{path}: expected a 'cameras' list")
+        return cls.from_dicts(items)
+
+
+def look_at_R(eye, target, up=(0.0, 0.0, 1.0)) -> Tensor:
+    """World-to-camera R ``[3, 3]`` (OpenCV axes) for a camera at ``eye`` looking at ``target``."""
+    eye, target, up = (torch.as_tensor(a, dtype=torch.float64) for a in (eye, target, up))
+    z = target - eye
+    z = z / z.norm()
+    x = torch.linalg.cross(z, up)
+    if x.norm() < 1e-9:
+        raise GeometryError("look_at: viewing direction is parallel to up")
+    x = x / x.norm()
+    y = torch.linalg.cross(z, x)
+    return torch.stack([x, y, z])
+

@@ -1,0 +1,159 @@
+"""Cameras: conventions checked against direct numpy computations and the real multiview data."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from facet3d.core.errors import GeometryError, InputError
+from facet3d.core.structures.cameras import Cameras, intrinsics_matrix, look_at_R
+
+
+def _random_cams(n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    R = Rotation.random(n, random_state=seed).as_matrix()
+    t = rng.normal(size=(n, 3))
+    K = intrinsics_matrix(rng.uniform(300, 600, n), rng.uniform(300, 600, n), rng.uniform(150, 170, n),
+                          rng.uniform(110, 130, n)).numpy()
+    return K, R, t
+
+
+def test_project_matches_numpy_and_unproject_inverts():
+    K, R, t = _random_cams()
+    cams = Cameras(K, R, t, image_size=(240, 320))
+    X = np.random.default_rng(1).normal(size=(50, 3)) * 3
+    px, depth = cams.project(X)
+    for b in range(len(cams)):
+        xc = X @ R[b].T + t[b]
+        uvw = xc @ K[b].T
+        assert np.allclose(px[b].numpy(), uvw[:, :2] / uvw[:, 2:], atol=1e-9)
+        assert np.allclose(depth[b].numpy(), xc[:, 2])
+    # pixels -> world -> pixels, and the world points themselves
+    back = cams.unproject(px, depth)
+    assert np.allclose(back.numpy(), np.broadcast_to(X, back.shape), atol=1e-8)
+    pix = torch.rand(len(cams), 30, 2, dtype=torch.float64) * torch.tensor([320.0, 240.0])
+    d = torch.rand(len(cams), 30, dtype=torch.float64) * 10 + 0.5
+    px2, d2 = cams.project(cams.unproject(pix, d))
+    assert torch.allclose(px2, pix, atol=1e-8) and torch.allclose(d2, d, atol=1e-10)
+    # centres project nowhere: they sit at depth 0 in their own camera
+    C = cams.centers()
+    assert torch.allclose(cams.transform_to_camera(C)[torch.arange(len(cams)), torch.arange(len(cams))],
+                          torch.zeros(len(cams), 3, dtype=torch.float64), atol=1e-12)
+    assert np.allclose(C.numpy(), np.einsum("bji,bj->bi", R, -t))
+    # rays: unit directions from the centre through the unprojected points
+    o, dirs = cams.rays(pix)
+    assert torch.allclose(dirs.norm(dim=-1), torch.ones(len(cams), 30, dtype=torch.float64))
+    assert torch.allclose(torch.linalg.cross(cams.unproject(pix, d) - o, dirs), torch.zeros_like(o), atol=1e-9)
+    assert cams.in_image(pix * (319.0 / 320.0), d).all()
+    assert not cams.in_image(pix, -d).any()
+    assert not cams.in_image(torch.tensor([[[319.6, 10.0]]], dtype=torch.float64).expand(len(cams), 1, 2)).any()
+
+
+def test_colmap_roundtrip_against_scipy():
+    K, R, t = _random_cams(seed=2)
+    cams = Cameras(K, R, t)
+    q, tv = cams.to_colmap()
+    assert (q[:, 0] >= 0).all()
+    # scipy's quaternion is (x, y, z, w); COLMAP's is (w, x, y, z)
+    ref = Rotation.from_quat(q[:, [1, 2, 3, 0]].numpy()).as_matrix()
+    assert np.allclose(ref, R, atol=1e-12)
+    again = Cameras.from_colmap(q, tv, K)
+    assert torch.allclose(again.R, cams.R, atol=1e-12) and torch.allclose(again.t, cams.t)
+
+
+def test_blender_roundtrip_and_direct_opengl_projection():
+    rng = np.random.default_rng(3)
+    c2w = np.tile(np.eye(4), (4, 1, 1))
+    c2w[:, :3, :3] = Rotation.random(4, random_state=3).as_matrix()
+    c2w[:, :3, 3] = rng.normal(size=(4, 3)) * 4
+    W, H, fov = 200, 150, 0.8
+    cams = Cameras.from_blender(c2w, fov_x=fov, width=W, height=H)
+    assert np.allclose(cams.to_blender().numpy(), c2w, atol=1e-12)
+    assert np.allclose(cams.fov_x().numpy(), fov)
+    # project by hand in OpenGL camera space: camera looks down -z, +y is up in the image
+    f = 0.5 * W / math.tan(fov / 2)
+    X = rng.normal(size=(40, 3))
+    px, depth = cams.project(X)
+    for b in range(4):
+        xg = (np.linalg.inv(c2w[b]) @ np.c_[X, np.ones(40)].T).T[:, :3]
+        u = W / 2 + f * xg[:, 0] / -xg[:, 2]
+        v = H / 2 - f * xg[:, 1] / -xg[:, 2]
+        assert np.allclose(px[b].numpy(), np.c_[u, v], atol=1e-8)
+        assert np.allclose(depth[b].numpy(), -xg[:, 2])
+
+
+def test_nerf_lego_cameras(shared_data):
+    path = shared_data / "multiview" / "nerf_synthetic_lego_200px" / "transforms_train.json"
+    cams = Cameras.from_nerf_transforms(path)
+    meta = json.loads(path.read_text())
+    assert len(cams) == len(meta["frames"]) and cams.width[0] == 200 and cams.height[0] == 200
+    c2w = np.array([fr["transform_matrix"] for fr in meta["frames"]])
+    assert np.allclose(cams.to_blender().numpy(), c2w, atol=1e-6)
+    # the scene sits at the world origin: it projects near the image centre, in front of every camera
+    px, depth = cams.project(torch.zeros(1, 3))
+    assert (depth > 0).all()
+    assert torch.allclose(depth[:, 0], torch.as_tensor(np.linalg.norm(c2w[:, :3, 3], axis=1)), rtol=0.02)
+    assert ((px - 100).abs() < 10).all()
+
+
+def test_strecha_convention(shared_data):
+    path = shared_data / "multiview" / "strecha_fountain-P11" / "cameras.json"
+    raw = json.loads(path.read_text())["cameras"]
+    cams = Cameras.load_strecha(path)
+    names = sorted(raw)
+    assert cams.names == names and len(cams) == 11
+    # R_file has 6 digits, so it is orthonormal only to ~1e-6: centres agree to that
+    assert np.allclose(cams.centers().numpy(), [raw[n]["C"] for n in names], atol=1e-4)
+    # the point closest (least squares) to all optical axes: the fountain every camera looks at
+    Cs = np.array([raw[n]["C"] for n in names])
+    axes = np.array([np.array(raw[n]["R_file"])[:, 2] for n in names])  # camera z axis in world
+    A = sum(np.eye(3) - np.outer(a, a) for a in axes)
+    b = sum((np.eye(3) - np.outer(a, a)) @ c for a, c in zip(axes, Cs))
+    X = np.linalg.solve(A, b)
+    px, depth = cams.project(X[None])
+    for i, n in enumerate(names):
+        K, Rf, C = (np.array(raw[n][k]) for k in ("K", "R_file", "C"))
+        xc = Rf.T @ (X - C)  # the file's stated convention
+        uv = (K @ xc)[:2] / xc[2]
+        assert np.allclose(px[i, 0].numpy(), uv, atol=1e-8) and np.isclose(depth[i, 0].item(), xc[2])
+    assert (depth > 0).all()
+    assert cams.in_image(px, depth).all()
+    # the other reading (x_cam = R_file (X - C)) would put the scene behind or outside the images
+    wrong = np.array([np.array(raw[n]["R_file"]) @ (X - np.array(raw[n]["C"])) for n in names])
+    assert not (wrong[:, 2] > 0).all() or not cams.in_image(
+        torch.as_tensor(wrong[:, None, :2] / wrong[:, None, 2:] * 690 + 380), torch.as_tensor(wrong[:, None, 2])).all()
+
+
+def test_json_roundtrip_and_errors(tmp_path):
+    K, R, t = _random_cams(3, seed=4)
+    cams = Cameras(K, R, t, image_size=[[100, 200], [110, 210], [120, 220]], names=["a", "b", "c"])
+    p = tmp_path / "cams.json"
+    cams.save_json(p)
+    data = json.loads(p.read_text())
+    assert data["format"] == "facet3d.cameras" and data["cameras"][1]["width"] == 210
+    back = Cameras.load_json(p)
+    assert back.names == ["a", "b", "c"] and torch.equal(back.image_size, cams.image_size)
+    assert torch.allclose(back.K, cams.K) and torch.allclose(back.R, cams.R) and torch.allclose(back.t, cams.t)
+    p.write_text(json.dumps(data["cameras"]))  # bare list accepted
+    assert len(Cameras.load_json(p)) == 3
+    p.write_text("{}")
+    with pytest.raises(InputError):
+        Cameras.load_json(p)
+    with pytest.raises(GeometryError):
+        Cameras(K, R, np.full((3, 3), np.nan))
+    sub = cams[[2, 0]]
+    assert sub.names == ["c", "a"] and sub.width.tolist() == [220, 200]
+
+
+def test_look_at():
+    R = look_at_R([5.0, 0.0, 0.0], [0.0, 0.0, 0.0])
+    cams = Cameras(intrinsics_matrix(100, 100, 50, 50), R, -(R @ torch.tensor([5.0, 0, 0], dtype=torch.float64)))
+    px, depth = cams.project(torch.tensor([[0.0, 0, 0], [0.0, 0, 1]]))
+    assert torch.allclose(px[0, 0], torch.tensor([50.0, 50.0], dtype=torch.float64))
+    assert px[0, 1, 1] < 50  # world up is image up (smaller v)
+    assert torch.isclose(depth[0, 0], torch.tensor(5.0, dtype=torch.float64))
