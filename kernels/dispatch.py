@@ -45,13 +45,15 @@ class Backend:
     check: Ref | None = None
     interpreter_ok: bool = False  # runs on CPU tensors when TRITON_INTERPRET=1
 
-    def not_supported_reasons(self, tensors: Sequence[Any], args: tuple, kwargs: dict) -> list[str]:
+    def not_supported_reasons(self, tensors: Sequence[Any], args: tuple, kwargs: dict, forced: bool = False) -> list[str]:
         reasons = []
         for mod in self.requires:
             if importlib.util.find_spec(mod) is None:
                 reasons.append(f"module '{mod}' is not installed")
         ts = [t for t in tensors if hasattr(t, "device")]
-        interp = self.interpreter_ok and os.environ.get("TRITON_INTERPRET") == "1"
+        # The interpreter (tests, debugging) takes CPU tensors only when this backend is asked for by
+        # name: automatic dispatch on a CPU must keep picking the real CPU paths.
+        interp = forced and self.interpreter_ok and os.environ.get("TRITON_INTERPRET") == "1"
         for t in ts:
             if t.device.type not in self.devices and not (interp and t.device.type == "cpu"):
                 reasons.append(f"device {t.device.type} not supported (needs {'/'.join(self.devices)})")
@@ -86,7 +88,7 @@ def pick(op: str, *args: Any, backend: str | None = None, **kwargs: Any) -> tupl
         if not match:
             names = ", ".join(b.name for b in backends)
             raise BackendError(f"op '{op}' has no backend '{backend}' (have: {names})")
-        reasons = match[0].not_supported_reasons(tensors, args, kwargs)
+        reasons = match[0].not_supported_reasons(tensors, args, kwargs, forced=True)
         if reasons:
             raise BackendError(f"backend '{backend}' refused op '{op}': {'; '.join(reasons)}")
         return match[0], resolve(match[0].impl)

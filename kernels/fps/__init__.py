@@ -1,0 +1,40 @@
+"""Farthest point sampling: `farthest_point_sample(points, n)` through the backend dispatcher.
+
+Backends (see facet3d.kernels.backends): ``triton`` (CUDA, float32) and ``torch`` (reference).
+Both return identical indices; see `reference` for the conventions (ties -> lowest index).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from facet3d.core.errors import UsageError
+from facet3d.kernels._util import check_points, lengths_or_full, need_at_least
+from facet3d.kernels.fps.reference import start_indices
+
+__all__ = ["farthest_point_sample"]
+
+
+def farthest_point_sample(points: torch.Tensor, n: int, lengths: torch.Tensor | None = None,
+                          start: object = None, backend: str | None = None) -> torch.Tensor:
+    """Indices of `n` farthest-point samples per batch element.
+
+    points: Tensor   # [B, N, 3]
+    n: int           # samples per batch element; every cloud needs >= n valid points
+    lengths: Tensor  # [B] valid points per batch element (padded batches), None = all N
+    start: None | "index0" | "farthest_from_centroid" | Tensor [B]
+        first sample: point 0 (default), the point farthest from the centroid (ties -> lowest
+        index; independent of point order and rigid motions), or given indices
+    backend: str     # force "torch" / "triton" (else FACET3D_BACKEND_FPS or best)
+    returns: Tensor  # [B, n] int64, sample order; not differentiable (indices)
+    """
+    from facet3d.kernels.dispatch import call
+
+    check_points("points", points)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise UsageError(f"n must be a non-negative int, got {n!r}")
+    B, N = points.shape[0], points.shape[1]
+    lens = lengths_or_full(lengths, B, N, points.device, "lengths")
+    need_at_least(lens, max(n, 1), f"farthest point sampling of {n} points")
+    start_idx = start_indices(points, lens, start)
+    return call("fps", points, n, lens, start_idx, backend=backend)

@@ -1,0 +1,194 @@
+"""One-shot GPU check of every Triton kernel against its torch reference, with timings.
+
+Run once on a CUDA machine (budget: < 3 minutes):  python scripts/gpu_check.py
+``--dry-run`` runs the same script on CPU through the Triton interpreter at tiny sizes (to test it).
+Prints a compact table; writes gpu_check.json into $OUT when that is set. Each check is guarded
+so one failure does not hide the others; the exit code is 1 if any check failed or mismatched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+DRY = "--dry-run" in sys.argv
+if DRY:
+    os.environ["TRITON_INTERPRET"] = "1"  # before anything imports triton
+DEV = "cpu" if DRY else "cuda"
+
+
+def _import_facet3d() -> None:
+    """Make the repository root importable as `facet3d` when the package is not installed."""
+    try:
+        import facet3d  # noqa: F401
+    except ImportError:
+        import importlib.util
+
+        root = Path(__file__).resolve().parents[1]
+        spec = importlib.util.spec_from_file_location("facet3d", root / "__init__.py", submodule_search_locations=[str(root)])
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["facet3d"] = mod
+        spec.loader.exec_module(mod)
+
+
+_import_facet3d()
+import torch  # noqa: E402
+
+ROWS: list[dict] = []
+T0 = time.perf_counter()
+
+
+def timed(fn, repeats=5):
+    from facet3d.core.bench import time_repeats
+
+    if DRY:
+        repeats = 1
+    sync = None if DRY else torch.cuda.synchronize
+    return sorted(time_repeats(fn, repeats=repeats, warmup=0 if DRY else 1, sync=sync))[repeats // 2]
+
+
+def check(name, fn):
+    t = time.perf_counter()
+    try:
+        row = fn()
+    except Exception as exc:  # noqa: BLE001 - report and go on
+        row = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=4)}
+    row = {"check": name, **row, "wall_s": round(time.perf_counter() - t, 2)}
+    ROWS.append(row)
+    ok = "ok " if row.get("ok") else "BAD"
+    speed = f"{row['ref_ms']:9.2f} {row['triton_ms']:9.2f} {row['ref_ms'] / row['triton_ms']:7.1f}x" if "triton_ms" in row else " " * 28
+    print(f"{ok} {name:34s} {speed}  {row.get('detail', row.get('error', ''))}", flush=True)
+
+
+def rand(*shape, seed=0):
+    return torch.rand(*shape, generator=torch.Generator(device=DEV).manual_seed(seed), device=DEV)
+
+
+def knn_case(B, N, M, k):
+    def run():
+        from facet3d.kernels.knn.reference import knn_torch
+        from facet3d.kernels.knn.triton_impl import knn_triton
+
+        q = rand(B, M, 3, seed=1).requires_grad_()
+        p = rand(B, N, 3, seed=2).requires_grad_()
+        d1, i1 = knn_triton(q, p, k)  # compiles
+        d0, i0 = knn_torch(q, p, k)
+        match = (i0 == i1).float().mean().item()
+        dist_err = (d0 - d1).abs().max().item()
+        w = torch.randn_like(d0)
+        g0 = torch.autograd.grad((d0 * w).sum(), (q, p))
+        g1 = torch.autograd.grad((d1 * w).sum(), (q, p))
+        grad_err = max((a - b).abs().max().item() for a, b in zip(g0, g1))
+        qd, pd = q.detach(), p.detach()
+        # kernel alone (no torch re-sort / distance gather) for the raw speed
+        from facet3d.kernels.knn import triton_impl as ti
+        t_tri = timed(lambda: ti.knn_triton(qd, pd, k))
+        t_ref = timed(lambda: knn_torch(qd, pd, k), repeats=3)
+        ok = match == 1.0 and dist_err == 0.0 and grad_err < 1e-4
+        return {"ok": ok, "ref_ms": t_ref * 1e3, "triton_ms": t_tri * 1e3, "idx_match": match,
+                "max_dist_err": dist_err, "max_grad_err": grad_err,
+                "detail": f"idx match {match:.6f}, |dd| {dist_err:.1e}, |dg| {grad_err:.1e}"}
+    return run
+
+
+def knn_lengths_case():
+    from facet3d.kernels.knn.reference import knn_torch
+    from facet3d.kernels.knn.triton_impl import knn_triton
+
+    M, N = (40, 120) if DRY else (1000, 3000)
+    q, p = (rand(4, M, 3, seed=3) * 4).round(), (rand(4, N, 3, seed=4) * 4).round()  # many ties
+    ql, pl = torch.tensor([M, 17, M // 2, 1], device=DEV), torch.tensor([N, 40, N - 1, 8], device=DEV)
+    i0, i1 = knn_torch(q, p, 8, ql, pl)[1], knn_triton(q, p, 8, ql, pl)[1]
+    return {"ok": bool(torch.equal(i0, i1)), "detail": f"ties+lengths idx equal: {bool(torch.equal(i0, i1))}"}
+
+
+def fps_case(B, N, n):
+    def run():
+        from facet3d.kernels.fps.reference import fps_torch, start_indices
+        from facet3d.kernels.fps.triton_impl import fps_triton
+
+        p = rand(B, N, 3, seed=5)
+        lens = torch.full((B,), N, device=DEV, dtype=torch.int64)
+        lens[-1] = N // 3
+        s = start_indices(p, lens, "farthest_from_centroid")
+        i1 = fps_triton(p, n, lens, s)
+        i0 = fps_torch(p, n, lens, s)
+        rows_equal = (i0 == i1).all(1).float().mean().item()
+        first_bad = int((i0 != i1).any(0).nonzero()[0]) if rows_equal < 1 else -1
+        t_tri = timed(lambda: fps_triton(p, n, lens, s))
+        t_ref = timed(lambda: fps_torch(p, n, lens, s), repeats=3)
+        return {"ok": rows_equal == 1.0, "ref_ms": t_ref * 1e3, "triton_ms": t_tri * 1e3,
+                "rows_equal": rows_equal, "first_mismatch_step": first_bad,
+                "detail": f"rows equal {rows_equal:.3f}" + (f", first mismatch at step {first_bad}" if first_bad >= 0 else "")}
+    return run
+
+
+def gather_case(B, N, M, K, C, dtype=torch.float32):
+    def run():
+        from facet3d.kernels.gather.reference import gather_torch
+        from facet3d.kernels.gather.triton_impl import gather_triton
+
+        f = torch.randn(B, N, C, device=DEV, dtype=dtype, requires_grad=True)
+        idx = torch.randint(0, N, (B, M, K), device=DEV)
+        o1, o0 = gather_triton(f, idx), gather_torch(f, idx)
+        g = torch.randn_like(o0)
+        gf1, gf0 = torch.autograd.grad(o1, f, g)[0], torch.autograd.grad(o0, f, g)[0]
+        fwd_eq = bool(torch.equal(o0, o1))
+        bwd_err = ((gf1.float() - gf0.float()).abs().max() / gf0.float().abs().max().clamp_min(1e-12)).item()
+        t_tri = timed(lambda: torch.autograd.grad(gather_triton(f, idx), f, g))
+        t_ref = timed(lambda: torch.autograd.grad(gather_torch(f, idx), f, g))
+        tol = 1e-5 if dtype == torch.float32 else 1e-2
+        return {"ok": fwd_eq and bwd_err < tol, "ref_ms": t_ref * 1e3, "triton_ms": t_tri * 1e3,
+                "fwd_equal": fwd_eq, "bwd_rel_err": bwd_err, "detail": f"fwd equal {fwd_eq}, bwd rel err {bwd_err:.1e} (fwd+bwd timed)"}
+    return run
+
+
+def dispatch_case():
+    from facet3d.kernels.dispatch import pick
+
+    q = rand(1, 10, 3)
+    names = [pick("knn", q, q, 2, None, None)[0].name, pick("gather", q, torch.zeros(1, 2, 2, dtype=torch.int64, device=DEV))[0].name]
+    return {"ok": names == ["triton", "triton"], "detail": f"picked on {DEV}: {names}"}
+
+
+def main() -> int:
+    if not DRY and not torch.cuda.is_available():
+        print("no CUDA device: nothing to check (--dry-run tests this script on CPU)")
+        return 2
+    import triton
+
+    device_name = "cpu (Triton interpreter, dry run)" if DRY else torch.cuda.get_device_name()
+    print(f"{device_name} | torch {torch.__version__} | triton {triton.__version__}")
+    print(f"{'':4s}{'check':34s} {'ref ms':>9s} {'triton ms':>9s} {'speedup':>8s}  detail")
+    check("dispatch", dispatch_case)
+    if DRY:  # tiny sizes: the interpreter is ~10^4x slower
+        check("knn dry k5", knn_case(2, 100, 40, 5))
+        check("knn ties + lengths k8", knn_lengths_case)
+        check("fps dry", fps_case(2, 100, 10))
+        check("gather dry", gather_case(2, 50, 8, 4, 5))
+        check("gather fp16 dry", gather_case(2, 50, 8, 4, 3, torch.float16))
+    else:
+        check("knn B8 N16384 M4096 k16", knn_case(8, 16384, 4096, 16))
+        check("knn B8 N16384 M4096 k32", knn_case(8, 16384, 4096, 32))
+        check("knn B2 N5000 M1000 k1", knn_case(2, 5000, 1000, 1))
+        check("knn ties + lengths k8", knn_lengths_case)
+        check("fps B8 N16384 -> 1024", fps_case(8, 16384, 1024))
+        check("fps B32 N2048 -> 512", fps_case(32, 2048, 512))
+        check("gather B8 N16384 M4096 K32 C64", gather_case(8, 16384, 4096, 32, 64))
+        check("gather fp16 B8 N4096 M1024 K16 C3", gather_case(8, 4096, 1024, 16, 3, torch.float16))
+    total = time.perf_counter() - T0
+    print(f"total {total:.1f} s; {sum(r.get('ok', False) for r in ROWS)}/{len(ROWS)} ok")
+    out = os.environ.get("OUT")
+    if out:
+        info = {"device": device_name, "torch": torch.__version__, "triton": triton.__version__,
+                "total_s": total, "checks": ROWS}
+        Path(out, "gpu_check.json").write_text(json.dumps(info, indent=1, default=str))
+    return 0 if all(r.get("ok") for r in ROWS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
