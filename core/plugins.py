@@ -134,16 +134,8 @@ class Facet3DPlugins:
         owner: dict[str, str] = {}
         hook = getattr(self.pm.hook, hook_name)
         for impl in hook.get_hookimpls():  # registration order
-            try:
-                items = impl.function() or []
-                self._trace(f"{impl.plugin_name}.{hook_name}() -> {len(items)} item(s)")
-            except Exception as exc:  # noqa: BLE001
-                self._trace(f"{impl.plugin_name}.{hook_name}() raised {type(exc).__name__}: {exc}")
-                info = self.infos.get(impl.plugin_name)
-                if info is not None:
-                    info.status, info.error = "failed", f"{hook_name} raised {type(exc).__name__}: {exc}"
-                continue
-            for item in items:
+            ok, items = self._call_isolated(impl, hook_name)
+            for item in (items or []) if ok else []:
                 k = key(item)
                 if k in out:
                     raise PluginError(f"{hook_name}: '{k}' is registered by both '{owner[k]}' and '{impl.plugin_name}'")
@@ -171,14 +163,20 @@ class Facet3DPlugins:
 
     def register_commands(self, app: Any) -> None:
         for impl in self.pm.hook.facet3d_register_commands.get_hookimpls():
-            try:
-                impl.function(app=app)
-                self._trace(f"{impl.plugin_name}.facet3d_register_commands(app)")
-            except Exception as exc:  # noqa: BLE001
-                self._trace(f"{impl.plugin_name}.facet3d_register_commands(app) raised {type(exc).__name__}: {exc}")
-                info = self.infos.get(impl.plugin_name)
-                if info is not None:
-                    info.status, info.error = "failed", f"facet3d_register_commands raised {type(exc).__name__}: {exc}"
+            self._call_isolated(impl, "facet3d_register_commands", app=app)
+
+    def _call_isolated(self, impl: Any, hook_name: str, **kwargs: Any) -> tuple[bool, Any]:
+        """Call one plugin's hook; if it raises, mark that plugin failed and carry on."""
+        try:
+            result = impl.function(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - one plugin's bug must not take the CLI down
+            self._trace(f"{impl.plugin_name}.{hook_name} raised {type(exc).__name__}: {exc}")
+            info = self.infos.get(impl.plugin_name)
+            if info is not None:
+                info.status, info.error = "failed", f"{hook_name} raised {type(exc).__name__}: {exc}"
+            return False, None
+        self._trace(f"{impl.plugin_name}.{hook_name}" + (f" -> {len(result)} item(s)" if isinstance(result, list) else ""))
+        return True, result
 
 
 _PLUGINS: Facet3DPlugins | None = None

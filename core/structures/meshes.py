@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..errors import GeometryError
-from .pointclouds import list_to_padded, padded_to_list
+from .pointclouds import batch_indices, list_to_padded, padded_to_list
 
 __all__ = ["Meshes"]
 
@@ -87,14 +87,7 @@ class Meshes:
 
     def __getitem__(self, index) -> "Meshes":
         """int, slice, list of ints or bool/long tensor -> a new `Meshes`."""
-        if isinstance(index, int):
-            idx = [range(len(self))[index]]
-        elif isinstance(index, slice):
-            idx = list(range(len(self)))[index]
-        elif isinstance(index, Tensor) and index.dtype == torch.bool:
-            idx = index.nonzero().flatten().tolist()
-        else:
-            idx = [int(i) for i in index]
+        idx = batch_indices(index, len(self), "Meshes")
         pick = lambda lst: None if lst is None else [lst[i] for i in idx]  # noqa: E731
         return Meshes(pick(self._verts_list), pick(self._faces_list), pick(self._verts_colors),
                       pick(self._face_colors), pick(self._verts_normals_given))

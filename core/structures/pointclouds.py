@@ -40,6 +40,19 @@ def list_to_padded(tensors: Sequence[Tensor], pad_value: float = 0.0) -> Tensor:
     return out
 
 
+def batch_indices(index, size: int, what: str) -> list[int]:
+    """Normalise a batch index (int, slice, list/tuple of ints, bool or long tensor) to a list of ints."""
+    if isinstance(index, int):
+        return [range(size)[index]]
+    if isinstance(index, slice):
+        return list(range(size))[index]
+    if isinstance(index, Tensor) and index.dtype == torch.bool:
+        return index.nonzero().flatten().tolist()
+    if isinstance(index, (list, tuple, Tensor)):
+        return [int(i) for i in index]
+    raise TypeError(f"cannot index {what} with {type(index).__name__}")
+
+
 def padded_to_list(padded: Tensor, lengths: Sequence[int] | Tensor) -> list[Tensor]:
     """``[B, N_max, C]`` + lengths ``[B]`` -> B tensors ``[N_i, C]`` (views, not copies)."""
     return [padded[i, : int(n)] for i, n in enumerate(lengths)]
@@ -119,16 +132,7 @@ class Pointclouds:
 
     def __getitem__(self, index) -> "Pointclouds":
         """int, slice, list of ints or bool/long tensor -> a new `Pointclouds` (sharing storage)."""
-        if isinstance(index, int):
-            idx = [range(len(self))[index]]
-        elif isinstance(index, slice):
-            idx = list(range(len(self)))[index]
-        elif isinstance(index, Tensor) and index.dtype == torch.bool:
-            idx = index.nonzero().flatten().tolist()
-        elif isinstance(index, (list, tuple, Tensor)):
-            idx = [int(i) for i in index]
-        else:
-            raise TypeError(f"cannot index Pointclouds with {type(index).__name__}")
+        idx = batch_indices(index, len(self), "Pointclouds")
         pick = lambda lst: None if lst is None else [lst[i] for i in idx]  # noqa: E731
         return self._keep_names(Pointclouds(pick(self._points_list), pick(self.normals_list()),
                                             pick(self.colors_list()), pick(self.features_list())))
