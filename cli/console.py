@@ -8,11 +8,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from rich.console import Console
 
-err = Console(stderr=True, highlight=False)
+
+class _LazyConsole:
+    """A rich Console created on first use: `facet3d --help` should not pay for importing rich."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._kwargs = kwargs
+        self._console: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._kwargs)
+        return getattr(self._console, name)
+
+
+err: Any = _LazyConsole(stderr=True, highlight=False)
 DEBUG = {"on": False}  # set by `--debug`: batch commands then print tracebacks of the files that fail
-out = Console(highlight=False, soft_wrap=True)
+out: Any = _LazyConsole(highlight=False, soft_wrap=True)
 
 
 def _default(o: Any) -> Any:

@@ -55,5 +55,7 @@ def facet3d_benchmarks() -> list[Benchmark]:
         Benchmark("fps", "farthest point sampling: every backend vs the torch reference", "facet3d.kernels.fps.bench:run"),
         Benchmark("read-ply", "facet3d's PLY read + info summary vs open3d.io.read_point_cloud (1M points)",
                   "facet3d.plugins.geometry.bench:read_ply"),
+        Benchmark("info-ply", "`facet3d info` on a 1M-point binary PLY vs a Python process reading it with open3d",
+                  "facet3d.plugins.geometry.bench:info_ply"),
         Benchmark("cli-startup", "`facet3d --help` wall time vs `python -c pass`", "facet3d.plugins.geometry.bench:cli_startup"),
     ]
