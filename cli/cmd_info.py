@@ -20,8 +20,8 @@ def _human(summary: dict[str, Any]) -> None:
             lo = ", ".join(f"{x:.6g}" for x in value["min"])
             hi = ", ".join(f"{x:.6g}" for x in value["max"])
             out.print(f"  bounds: [{lo}] .. [{hi}]  (diagonal {value['diagonal']:.6g})")
-        elif key == "header" and isinstance(value, dict):
-            out.print("  header:")
+        elif key == "metadata" and isinstance(value, dict):
+            out.print("  metadata:")
             for hk, hv in value.items():
                 out.print(f"    {hk}: {hv}")
         elif key == "attributes":

@@ -26,7 +26,7 @@ def _bounds(v: np.ndarray, finite: np.ndarray | None) -> dict[str, Any] | None:
 
 
 def summarize(geom: Geometry, topology: bool = True) -> dict[str, Any]:
-    """Kind, counts, bounds, attributes, mesh topology and format facts (e.g. the LAS header)."""
+    """Kind, counts, bounds, attributes, mesh topology and format facts (`metadata`: e.g. the LAS header)."""
     v = geom.vertices
     finite = _finite_rows(v) if len(v) else None
     nonfinite = 0 if finite is None else int((~finite).sum())
@@ -44,7 +44,16 @@ def summarize(geom: Geometry, topology: bool = True) -> dict[str, Any]:
     out["attributes"] = geom.attribute_names()
     if geom.is_mesh and topology:
         out.update(mesh_checks(v, geom.faces))  # type: ignore[arg-type]
-    header = geom.meta.get("header")
-    if header:
-        out["header"] = header
+    # Format facts (LAS header fields, PLY comments and encoding, PCD fields, ...): small values only.
+    meta = {k: v for k, v in geom.meta.items() if k not in ("path", "format") and _small(v)}
+    if meta:
+        out["metadata"] = meta
     return out
+
+
+def _small(value: Any) -> bool:
+    if isinstance(value, np.ndarray):
+        return value.size <= 16
+    if isinstance(value, (list, tuple, dict)):
+        return len(value) <= 64
+    return not hasattr(value, "__array__")
