@@ -9,6 +9,21 @@ from facet3d.cli.console import DEBUG, err, fail_line, progress
 from facet3d.core.errors import Facet3DError, InputError
 
 
+# Extensions that plain documents share with point data: inside a folder, such a file is only taken
+# when its content reads as numbers (so LICENSE.txt or README.txt beside the scans are not "bad files").
+LOOSE_TEXT = (".txt", ".csv")
+
+
+def _looks_like_data(path: Path) -> bool:
+    from facet3d.core.io.api import SNIFF_BYTES, registered_formats
+    from facet3d.core.specs import resolve
+
+    with open(path, "rb") as fh:
+        head = fh.read(SNIFF_BYTES)
+    return any(s.sniff is not None and s.read is not None and not s.explicit_only and resolve(s.sniff)(head)
+               for s in registered_formats().values())
+
+
 def expand_inputs(paths: Iterable[str], recursive: bool = False) -> list[Path]:
     """Files as given; folders expand to the files inside whose extension a reader knows."""
     from facet3d.core.io.api import registered_formats
@@ -20,6 +35,11 @@ def expand_inputs(paths: Iterable[str], recursive: bool = False) -> list[Path]:
         if p.is_dir():
             it = p.rglob("*") if recursive else p.iterdir()
             found = sorted(f for f in it if f.is_file() and any(f.name.lower().endswith(e) for e in exts))
+            documents = [f for f in found if f.suffix.lower() in LOOSE_TEXT and not _looks_like_data(f)]
+            if documents:
+                err.print(f"facet3d: skipping {len(documents)} text file(s) in {p} that hold no point data "
+                          f"(e.g. {documents[0].name})")
+                found = [f for f in found if f not in documents]
             if not found:
                 raise InputError(f"{p}: folder holds no file of a known format")
             result.extend(found)

@@ -28,7 +28,7 @@ def info(ctx: DemoContext) -> dict[str, Any]:
     from facet3d.core.io.api import read
     from facet3d.core.summary import summarize
 
-    files = [p for p in expand_inputs([str(ctx.sample_dir)], recursive=True) if p.suffix.lower() != ".txt"]  # licences
+    files = expand_inputs([str(ctx.sample_dir)], recursive=True)
     summaries = [summarize(read(p)) for p in files]
     (Path(ctx.out_dir) / "info.json").write_text(json.dumps(summaries, indent=2, default=str))
     return {"files": len(summaries), "report": str(Path(ctx.out_dir) / "info.json")}
