@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
         voxel: Optional[float] = typer.Option(None, "--voxel", min=0.0, help="Voxel down-sample with this voxel size."),
         fmt: Optional[str] = typer.Option(None, "--format", "-f", help="Input format (default: detect)."),
         to: Optional[str] = typer.Option(None, "--to", help="Output format / extension for folder conversion (e.g. ply)."),
+        out_fmt: Optional[str] = typer.Option(None, "--out-format", "-F", help="Output format when the extension does not say (e.g. kitti-bin)."),
         ascii_out: bool = typer.Option(False, "--ascii", help="Write text instead of binary where the format has both."),
         seed: int = typer.Option(0, "--seed", help="Random seed for sampling."),
     ) -> None:
@@ -33,6 +34,7 @@ def register(app: typer.Typer) -> None:
           facet3d convert bunny.obj bunny.ply
           facet3d convert bunny.obj bunny_pts.ply --sample 100000 --normals
           facet3d convert scans/ out/ --to ply --voxel 0.01
+          facet3d convert sweep.bin sweep.ply --format kitti-bin
         """
         from facet3d.cli.batch import expand_inputs, run_batch
         from facet3d.core.io.api import read, registered_formats, write
@@ -47,9 +49,9 @@ def register(app: typer.Typer) -> None:
             steps.append(Step("normals", {}))
         options = {"ascii": True} if ascii_out else {}
 
-        def one(path: Path, target: Path) -> Path:
+        def one(path: Path, target: Path, out_format: Optional[str] = None) -> Path:
             geom = run_steps(read(path, format=fmt), steps)
-            return write(target, geom, **options)
+            return write(target, geom, format=out_format, **options)
 
         if Path(src).is_dir():
             if not to:
@@ -60,12 +62,12 @@ def register(app: typer.Typer) -> None:
             out_dir = Path(dst)
             out_dir.mkdir(parents=True, exist_ok=True)
             files = expand_inputs([src])
-            _, failures = run_batch(files, lambda p: one(p, out_dir / (p.stem + spec.extensions[0])), "convert")
+            _, failures = run_batch(files, lambda p: one(p, out_dir / (p.stem + spec.extensions[0]), spec.name), "convert")
             err.print(f"facet3d: wrote {len(files) - len(failures)} file(s) to {out_dir}")
             if failures:
                 raise typer.Exit(1)
             return
         if to:
             raise UsageError("--to is for folder conversion; for one file the output extension names the format")
-        one(Path(src), Path(dst))
+        one(Path(src), Path(dst), out_fmt)
         err.print(f"facet3d: wrote {dst}")

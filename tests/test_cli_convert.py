@@ -77,3 +77,18 @@ def test_pipeline_rejects_unknown_step_and_parameter(cli, sample_data, tmp_path)
     for step in ("nosuchstep", "sample:bogus=1", "sample:n=abc"):
         r = cli("pipeline", "run", str(sample_data / "scans"), "-s", step, "--out", str(tmp_path))
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_lidar_bin_needs_explicit_format_and_round_trips(cli, shared_data, tmp_path):
+    src = shared_data / "driving" / "kitti_000008" / "000008.bin"
+    ref = np.fromfile(src, dtype="<f4").reshape(-1, 4)
+    r = cli("info", str(src))
+    assert r.returncode == 1 and "--format" in r.stderr  # headerless: never guessed
+    out = tmp_path / "sweep.ply"
+    assert cli("convert", str(src), str(out), "--format", "kitti-bin").returncode == 0
+    g = read(out)
+    np.testing.assert_array_equal(g.vertices.astype(np.float32), ref[:, :3])
+    np.testing.assert_array_equal(np.asarray(g.attributes["intensity"], np.float32), ref[:, 3])
+    back = tmp_path / "again.bin"
+    assert cli("convert", str(out), str(back), "-F", "kitti-bin").returncode == 0
+    np.testing.assert_array_equal(np.fromfile(back, dtype="<f4").reshape(-1, 4), ref)
