@@ -13,23 +13,26 @@ BASELINE = "torch-reference"
 
 
 def bench_backends(op: str, args: tuple, repeats: int, device: str, params: dict[str, Any],
-                   same: Callable[[Any, Any], bool]) -> BenchResult:
-    """Time `op` on each accepting backend; `same(out, ref_out)` records agreement in the notes."""
+                   same: Callable[[Any, Any], bool], kwargs: dict[str, Any] | None = None) -> BenchResult:
+    """Time `op` on each backend that can take the inputs; `same(out, ref_out)` records agreement."""
     from facet3d.kernels.dispatch import explain, pick
 
     sync = torch.cuda.synchronize if device.startswith("cuda") else None
     notes, timings = [], []
     ref_out = None
-    for name, reasons in sorted(explain(op, *args), key=lambda nr: nr[0] != "torch"):  # reference first
+    kwargs = kwargs or {}
+    # by_name: time every backend that *can* run these inputs, even where automatic dispatch would
+    # pass it over for speed (that is what the benchmark is there to show).
+    for name, reasons in sorted(explain(op, *args, by_name=True, **kwargs), key=lambda nr: nr[0] != "torch"):
         if name == "triton" and device == "cpu" and os.environ.get("TRITON_INTERPRET") == "1":
             reasons = reasons or ["Triton interpreter timings are meaningless"]
         if reasons:
             notes.append(f"{name}: skipped ({'; '.join(reasons)})")
             continue
-        _, fn = pick(op, *args, backend=name)
+        _, fn = pick(op, *args, backend=name, **kwargs)
         try:
-            out = fn(*args)
-            secs = time_repeats(lambda: fn(*args), repeats=repeats, warmup=1, sync=sync)
+            out = fn(*args, **kwargs)
+            secs = time_repeats(lambda: fn(*args, **kwargs), repeats=repeats, warmup=1, sync=sync)
         except Exception as exc:  # noqa: BLE001 - one failing backend must not hide the others
             notes.append(f"{name}: failed ({type(exc).__name__}: {exc})")
             continue

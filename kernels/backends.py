@@ -21,11 +21,14 @@ def builtin_backends() -> list[Backend]:
         Backend(op="knn", name="triton", impl=f"{_K}.knn.triton_impl:knn_triton", priority=100,
                 dtypes=("float32",), check=f"{_K}.knn.triton_impl:check", **triton),
         Backend(op="knn", name="scipy", impl=f"{_K}.knn.scipy_impl:knn_scipy", priority=50,
-                devices=("cpu",), dtypes=("float32", "float64"), requires=("scipy",)),
+                devices=("cpu",), dtypes=("float32", "float64"), requires=("scipy",),
+                advise=f"{_K}.knn.scipy_impl:advise"),
         Backend(op="knn", name="torch", impl=f"{_K}.knn.reference:knn_torch", priority=0),
         # fps(points [B,N,3], n, lengths [B], start_idx [B]) -> idx [B, n]
         Backend(op="fps", name="triton", impl=f"{_K}.fps.triton_impl:fps_triton", priority=100,
                 dtypes=("float32",), check=f"{_K}.fps.triton_impl:check", **triton),
+        Backend(op="fps", name="open3d", impl=f"{_K}.fps.open3d_impl:fps_open3d", priority=50,
+                devices=("cpu",), requires=("open3d",), check=f"{_K}.fps.open3d_impl:check"),
         Backend(op="fps", name="torch", impl=f"{_K}.fps.reference:fps_torch", priority=0),
         # gather(features [B,N,C], idx [B,M,K]) -> [B,M,K,C]
         Backend(op="gather", name="triton", impl=f"{_K}.gather.triton_impl:gather_triton", priority=100,

@@ -32,6 +32,8 @@ class Backend:
     requires:  importable modules needed (``"triton"``)
     grad:      whether it supports autograd through its outputs
     check:     optional ``check(*args, **kwargs) -> list[str]`` extra refusal reasons
+    advise:    optional, same signature: reasons to pass it over in automatic dispatch only
+               (e.g. "brute force is faster for this size"); a backend named explicitly still runs
     """
 
     op: str
@@ -43,6 +45,7 @@ class Backend:
     requires: tuple[str, ...] = ()
     grad: bool = True
     check: Ref | None = None
+    advise: Ref | None = None  # like check, but performance reasons: ignored when asked for by name
     interpreter_ok: bool = False  # runs on CPU tensors when TRITON_INTERPRET=1
 
     def not_supported_reasons(self, tensors: Sequence[Any], args: tuple, kwargs: dict, forced: bool = False) -> list[str]:
@@ -66,6 +69,8 @@ class Backend:
             reasons.append("does not support autograd (an input requires grad)")
         if not reasons and self.check is not None:
             reasons.extend(resolve(self.check)(*args, **kwargs))
+        if not reasons and not forced and self.advise is not None:
+            reasons.extend(resolve(self.advise)(*args, **kwargs))
         return reasons
 
 
@@ -101,10 +106,13 @@ def pick(op: str, *args: Any, backend: str | None = None, **kwargs: Any) -> tupl
     raise BackendError(f"no backend accepts op '{op}' for these inputs: " + " | ".join(refusals))
 
 
-def explain(op: str, *args: Any, **kwargs: Any) -> list[tuple[str, list[str]]]:
-    """Every backend of `op` with its refusal reasons for these inputs (empty list = accepts)."""
+def explain(op: str, *args: Any, by_name: bool = False, **kwargs: Any) -> list[tuple[str, list[str]]]:
+    """Every backend of `op` with its refusal reasons for these inputs (empty list = accepts).
+
+    by_name: the reasons as if each backend were asked for by name (no `advise`, interpreter allowed).
+    """
     tensors = [a for a in list(args) + list(kwargs.values()) if hasattr(a, "device")]
-    return [(b.name, b.not_supported_reasons(tensors, args, kwargs)) for b in _all_backends(op)]
+    return [(b.name, b.not_supported_reasons(tensors, args, kwargs, forced=by_name)) for b in _all_backends(op)]
 
 
 def call(op: str, *args: Any, backend: str | None = None, **kwargs: Any) -> Any:

@@ -34,8 +34,10 @@ def test_registered_through_plugin():
 
 
 def test_cpu_without_interpreter_picks_cpu_backend(no_interpreter):
-    assert pick("knn", *knn_args())[0].name == "scipy"
-    assert pick("knn", *knn_args(torch.float16))[0].name == "torch"  # scipy: float32/float64 only
+    assert pick("knn", *knn_args(M=1024, N=8192))[0].name == "scipy"
+    assert pick("knn", *knn_args())[0].name == "torch"  # small: brute force is faster (scipy's advice)
+    assert pick("knn", *knn_args(), backend="scipy")[0].name == "scipy"  # advice is ignored when asked by name
+    assert pick("knn", *knn_args(torch.float16, M=1024, N=8192))[0].name == "torch"  # scipy: float32/float64 only
     p = torch.rand(2, 20, 3)
     assert pick("fps", p, 4, torch.tensor([20, 20]), torch.zeros(2, dtype=torch.int64))[0].name == "torch"
     assert pick("gather", p, torch.zeros(2, 3, 2, dtype=torch.int64))[0].name == "torch"
@@ -52,8 +54,9 @@ def test_float64_refused_by_float32_only_backend(no_interpreter):
 
 
 def test_explain_lists_reasons(no_interpreter):
-    reasons = dict(explain("knn", *knn_args(torch.float64)))
+    reasons = dict(explain("knn", *knn_args(torch.float64, M=1024, N=8192)))
     assert reasons["torch"] == [] and reasons["scipy"] == []
+    assert any("brute force is faster" in r for r in dict(explain("knn", *knn_args(torch.float64)))["scipy"])
     assert any("device cpu" in r for r in reasons["triton"]) and any("float64" in r for r in reasons["triton"])
 
 
@@ -81,4 +84,6 @@ def test_benchmarks_run_and_name_baseline(no_interpreter):
     assert r.baseline == "torch-reference" and {t.name for t in r.timings} == {"torch-reference", "scipy"}
     assert "scipy: output equals the reference: True" in r.notes
     r = fps_run(repeats=1, B=1, N=500, n=10)
-    assert [t.name for t in r.timings] == ["torch-reference"] and r.as_dict()["timings"][0]["speedup_vs_baseline"] == 1.0
+    assert [t.name for t in r.timings] == ["torch-reference", "open3d"]
+    assert r.as_dict()["timings"][0]["speedup_vs_baseline"] == 1.0
+    assert "open3d: output equals the reference: True" in r.notes

@@ -1,7 +1,8 @@
 """Farthest point sampling: `farthest_point_sample(points, n)` through the backend dispatcher.
 
-Backends (see facet3d.kernels.backends): ``triton`` (CUDA, float32) and ``torch`` (reference).
-Both return identical indices; see `reference` for the conventions (ties -> lowest index).
+Backends (see facet3d.kernels.backends): ``triton`` (CUDA, float32), ``open3d`` (CPU, only for
+``ordered=False``: the same set, sorted by index) and ``torch`` (reference). See `reference` for
+the conventions (ties -> lowest index).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ __all__ = ["farthest_point_sample"]
 
 
 def farthest_point_sample(points: torch.Tensor, n: int, lengths: torch.Tensor | None = None,
-                          start: object = None, backend: str | None = None) -> torch.Tensor:
+                          start: object = None, ordered: bool = True, backend: str | None = None) -> torch.Tensor:
     """Indices of `n` farthest-point samples per batch element.
 
     points: Tensor   # [B, N, 3]
@@ -25,8 +26,10 @@ def farthest_point_sample(points: torch.Tensor, n: int, lengths: torch.Tensor | 
     start: None | "index0" | "farthest_from_centroid" | Tensor [B]
         first sample: point 0 (default), the point farthest from the centroid (ties -> lowest
         index; independent of point order and rigid motions), or given indices
-    backend: str     # force "torch" / "triton" (else FACET3D_BACKEND_FPS or best)
-    returns: Tensor  # [B, n] int64, sample order; not differentiable (indices)
+    ordered: bool    # False: the caller only needs the set (e.g. its use is permutation-invariant),
+                     # which lets the CPU use open3d's C++ loop; rows then come sorted by index
+    backend: str     # force "torch" / "triton" / "open3d" (else FACET3D_BACKEND_FPS or best)
+    returns: Tensor  # [B, n] int64, sample order (ordered=True); not differentiable (indices)
     """
     from facet3d.kernels.dispatch import call
 
@@ -37,4 +40,4 @@ def farthest_point_sample(points: torch.Tensor, n: int, lengths: torch.Tensor | 
     lens = lengths_or_full(lengths, B, N, points.device, "lengths")
     need_at_least(lens, max(n, 1), f"farthest point sampling of {n} points")
     start_idx = start_indices(points, lens, start)
-    return call("fps", points, n, lens, start_idx, backend=backend)
+    return call("fps", points, n, lens, start_idx, ordered=ordered, backend=backend)

@@ -48,13 +48,15 @@ def start_indices(points: torch.Tensor, lengths: torch.Tensor, start: object) ->
         return torch.argmax(d, dim=1)  # first maximum -> lowest index
 
 
-def fps_torch(points: torch.Tensor, n: int, lengths: torch.Tensor, start_idx: torch.Tensor) -> torch.Tensor:
+def fps_torch(points: torch.Tensor, n: int, lengths: torch.Tensor, start_idx: torch.Tensor,
+              ordered: bool = True) -> torch.Tensor:
     """Reference FPS: one step per sample, vectorised over the batch.
 
     points: Tensor    # [B, N, 3]
     n: int            # samples per batch element (<= every length)
     lengths: Tensor   # [B] int64 valid points
     start_idx: Tensor # [B] int64 first sample
+    ordered: bool     # accepted for the common signature; this backend always returns sampling order
     returns           # [B, n] int64
     """
     B, N, _ = points.shape

@@ -126,3 +126,34 @@ def test_triton_cuda_equals_reference():
     p = clouds("random", B=4, N=5000).cuda()
     lens, s = torch.full((4,), 5000, device="cuda"), torch.zeros(4, dtype=torch.int64, device="cuda")
     assert torch.equal(fps_triton(p, 256, lens, s), fps_torch(p, 256, lens, s))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("start", ["index0", "farthest_from_centroid"])
+def test_open3d_backend_gives_the_reference_set(dtype, start):
+    gen = torch.Generator().manual_seed(3)
+    p = torch.rand(3, 700, 3, generator=gen, dtype=torch.float64).to(dtype)
+    lens = torch.tensor([700, 431, 650])
+    ref = farthest_point_sample(p, 200, lengths=lens, start=start, backend="torch")
+    got = farthest_point_sample(p, 200, lengths=lens, start=start, ordered=False, backend="open3d")
+    assert torch.equal(torch.sort(ref, dim=1).values, got)
+
+
+def test_open3d_backend_refuses_when_order_is_needed():
+    from facet3d.core.errors import BackendError
+    from facet3d.kernels.dispatch import pick
+
+    p = torch.rand(1, 50, 3)
+    with pytest.raises(BackendError, match="ordered=False"):
+        farthest_point_sample(p, 5, backend="open3d")
+    lens, s = torch.tensor([50]), torch.zeros(1, dtype=torch.int64)
+    assert pick("fps", p, 5, lens, s, ordered=True)[0].name == "torch"
+    assert pick("fps", p, 5, lens, s, ordered=False)[0].name == "open3d"
+
+
+def test_open3d_backend_with_duplicates_matches_reference_set():
+    p = torch.rand(1, 40, 3, dtype=torch.float64)
+    p = torch.cat([p, p[:, :10]], dim=1)  # 50 points, 40 distinct: sampling 45 must pick duplicates
+    ref = farthest_point_sample(p, 45, backend="torch")
+    got = farthest_point_sample(p, 45, ordered=False, backend="open3d")
+    assert torch.equal(ref.sort(dim=1).values, got)

@@ -51,7 +51,7 @@ def _fps_kernel(p_ptr, len_ptr, start_ptr, mind_ptr, out_ptr, N, S, BLOCK_N: tl.
 
 
 def fps_triton(points: torch.Tensor, n: int, lengths: torch.Tensor, start_idx: torch.Tensor,
-               block_n: int = 1024) -> torch.Tensor:
+               ordered: bool = True, block_n: int = 1024) -> torch.Tensor:
     """FPS with the Triton kernel; same contract as `reference.fps_torch`.
 
     points: Tensor    # [B, N, 3] float32 (CUDA, or CPU under TRITON_INTERPRET=1)

@@ -108,7 +108,7 @@ def fps(geom: Geometry, n: int = 1024) -> Geometry:
     if n >= geom.num_points:
         return geom
     pts = torch.as_tensor(geom.vertices, dtype=torch.float64)[None]
-    idx = farthest_point_sample(pts, n, start="farthest_from_centroid")[0].numpy()
+    idx = farthest_point_sample(pts, n, start="farthest_from_centroid", ordered=False)[0].numpy()  # a set is enough here
     return _subset(geom, idx)
 
 
