@@ -1,1 +1,42 @@
-"""Built-in plugin `mesh_recovery` (being built)."""
+"""Built-in plugin `mesh_recovery`: recover surface meshes from points, depth maps and triangle soups.
+
+Part (a) of mesh recovery: surfaces (modules ``surface_*``: points, TSDF, soup, metrics).  Human
+body mesh recovery (part b) will sit beside it as ``body_*`` modules with their own hooks here.
+Registered like a third-party plugin; everything is referenced by "module:attr" strings, so loading
+the plugin imports neither open3d nor torch.
+"""
+
+from __future__ import annotations
+
+from facet3d.core.hookspecs import hookimpl
+from facet3d.core.specs import Benchmark, DemoStep, PipelineStep
+
+_PKG = "facet3d.plugins.mesh_recovery"
+
+
+@hookimpl
+def facet3d_register_commands(app) -> None:
+    from facet3d.plugins.mesh_recovery.cli import register
+
+    register(app)
+
+
+@hookimpl
+def facet3d_pipeline_steps() -> list[PipelineStep]:
+    return [PipelineStep("mesh", "point cloud -> surface mesh (Poisson trimmed to the input, BPA or alpha shapes)",
+                         f"{_PKG}.steps:mesh",
+                         {"method": (str, "poisson", "poisson, bpa or alpha"), "depth": (int, 8, "Poisson octree depth"),
+                          "trim": (float, None, "also drop vertices below this density quantile"),
+                          "watertight": (bool, False, "keep Poisson's closed surface")})]
+
+
+@hookimpl
+def facet3d_demo_steps() -> list[DemoStep]:
+    return [DemoStep("mesh-recovery", "bunny scan points -> Poisson mesh (open surface kept open) -> metrics vs the mesh",
+                     f"{_PKG}.demo:run", order=200)]
+
+
+@hookimpl
+def facet3d_benchmarks() -> list[Benchmark]:
+    return [Benchmark("mesh-poisson", "the plugin's Poisson reconstruction (normals given, trimming) vs open3d direct, same parameters",
+                      f"{_PKG}.bench:mesh_poisson")]
