@@ -1,0 +1,1 @@
+"""Triangle splatting rasterizer: torch reference (Triton kernels to come)."""

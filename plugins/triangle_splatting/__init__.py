@@ -1,0 +1,1 @@
+"""Built-in plugin `triangle_splatting` (being built: see its issue)."""
