@@ -291,9 +291,13 @@ def register(app: typer.Typer) -> None:
         out_path: Path = typer.Option(..., "--out", "-o", help="Output PLY: points with a 'part' property and colours."),
         category: Optional[str] = typer.Option(None, "--category", "-c", help="Object category (default: the most confident)."),
         num_points: Optional[int] = typer.Option(None, "--num-points", min=16, help="Points (default: the checkpoint's)."),
+        samples_only: bool = typer.Option(False, "--samples-only", help="Write only the points the model saw (default: label every input point / mesh vertex)."),
         json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Per-point part labels with a RISurConv segmenter, written as a PLY (property 'part' + colours).
+
+        Every point of the input (every vertex of a mesh, faces kept) gets the label of the nearest
+        point the model classified.
 
         \b
         Example:
@@ -314,7 +318,8 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"unknown category '{category}' (have: {', '.join(cats)})")
             category = match[0]
         n = num_points or meta.get("num_points") or 2048
-        summary = segment_file(model, Path(file), out_path, n, cats, cp, part_names, category)
+        summary = segment_file(model, Path(file), out_path, n, cats, cp, part_names, category,
+                               full_resolution=not samples_only)
         if json_out:
             print_json(summary)
         else:

@@ -76,9 +76,12 @@ def classify_file(model, path: Path, num_points: int, class_names: list[str], to
 
 
 def segment_file(model, path: Path, out_path: Path, num_points: int, categories: list[str],
-                 category_parts: dict[str, list[int]], part_names: list[str], category: str | None = None) -> dict[str, Any]:
+                 category_parts: dict[str, list[int]], part_names: list[str], category: str | None = None,
+                 full_resolution: bool = True) -> dict[str, Any]:
     """Per-point parts of one file, written to ``out_path`` (PLY: points, normals, colours, int ``part``).
 
+    full_resolution: label every input point / mesh vertex (nearest model sample; faces kept), else
+    write only the ``num_points`` samples the model saw. Non-finite input points get part -1.
     Without ``category`` every category is tried and the one whose own parts get the highest
     mean log-probability wins. Points are written in the file's coordinates.
     """
@@ -103,10 +106,28 @@ def segment_file(model, path: Path, out_path: Path, num_points: int, categories:
     assert best is not None
     _, cat, parts = best
     local = np.searchsorted(np.asarray(category_parts[cat]), parts)
-    geom = Geometry(vertices=(xyz.astype(np.float64) * scale + centre), normals=nrm.astype(np.float32),
-                    colors=PALETTE[local % len(PALETTE)], attributes={"part": parts.astype(np.int32)})
+    sampled = xyz.astype(np.float64) * scale + centre
+    if full_resolution:
+        # Every point (or mesh vertex) of the input gets the label of its nearest model sample, so
+        # the output lines up with the user's file rather than with the model's subsample.
+        from scipy.spatial import cKDTree
+
+        from facet3d.core.io.api import read
+
+        src = read(path)
+        keep = np.isfinite(src.vertices).all(axis=1)
+        nn = np.zeros(src.num_points, dtype=np.int64)
+        nn[keep] = cKDTree(sampled).query(src.vertices[keep])[1]
+        parts, local = np.where(keep, parts[nn], -1), local[nn]
+        geom = Geometry(vertices=src.vertices, faces=src.faces, normals=src.normals,
+                        colors=np.where(keep[:, None], PALETTE[local % len(PALETTE)], 0.0).astype(np.float32),
+                        attributes={**src.attributes, "part": parts.astype(np.int32)})
+    else:
+        geom = Geometry(vertices=sampled, normals=nrm.astype(np.float32),
+                        colors=PALETTE[local % len(PALETTE)], attributes={"part": parts.astype(np.int32)})
     write(out_path, geom)
     ids, counts = np.unique(parts, return_counts=True)
     name = lambda i: part_names[i] if i < len(part_names) else str(i)  # noqa: E731
     return {"file": str(path), "out": str(out_path), "category": cat, "points": int(len(parts)),
+            "model_points": int(len(xyz)),
             "part_counts": {name(int(i)): int(c) for i, c in zip(ids, counts)}}

@@ -83,10 +83,18 @@ def test_segment_writes_a_ply_with_parts(cli, sample_data, tmp_path):
     geom = read(out)
     meta = json.loads((sample_data / SEG).with_suffix(".json").read_text())
     part = geom.attributes["part"]
-    assert part.shape == (geom.num_points,) and geom.num_points == meta["num_points"]
-    assert set(np.unique(part)) <= {0, 1} and geom.colors is not None
-    # points are written in the file's own coordinates, not the unit sphere
+    # every vertex of the input mesh is labelled (nearest model sample), faces kept, same coordinates
     src = read(sample_data / "meshes" / "fuze.obj")
+    assert geom.num_points == src.num_points and geom.num_faces == src.num_faces
+    np.testing.assert_allclose(geom.vertices, src.vertices, rtol=1e-6, atol=1e-7)
+    assert part.shape == (geom.num_points,) and summary["model_points"] == meta["num_points"]
+    assert set(np.unique(part)) <= {0, 1} and geom.colors is not None
+    res = cli("segment", str(sample_data / "meshes" / "fuze.obj"), "--ckpt", str(sample_data / SEG),
+              "--out", str(out), "--category", "cylinder", "--samples-only")
+    assert res.returncode == 0, res.stderr
+    geom = read(out)
+    assert geom.num_points == meta["num_points"] and geom.attributes["part"].shape == (geom.num_points,)
+    # points are written in the file's own coordinates, not the unit sphere
     assert np.allclose(geom.vertices.min(0), src.vertices.min(0), atol=0.05 * np.ptp(src.vertices))
 
     import open3d as o3d
