@@ -1,1 +1,27 @@
-"""Built-in plugin `triangle_splatting` (being built: see its issue)."""
+"""Built-in plugin `triangle_splatting`: differentiable triangle splatting (TS and TS+).
+
+Modules (imported lazily; this module imports neither torch nor open3d):
+
+* `scene`  - `TriangleScene` (TS free triangles / TS+ shared vertices), SH colour, mesh
+  conversion, PLY save/load (layout: docs/triangle_splat_ply.md);
+* `render` - `render(scene, cameras, ...)` over a batch of `Cameras`, `orbit_cameras`;
+* the rasterizer itself lives in `facet3d.kernels.trisplat` (torch reference; Triton later);
+* `bench`  - ``facet3d bench ts-render``.
+
+Planned (later sessions): `fit` (training loop, densify/prune, TS+ annealing), Triton kernels,
+export (PLY/GLB), CLI commands.
+"""
+
+from __future__ import annotations
+
+from facet3d.core.hookspecs import hookimpl
+from facet3d.core.specs import Benchmark
+
+
+@hookimpl
+def facet3d_benchmarks() -> list[Benchmark]:
+    return [
+        Benchmark("ts-render", "triangle-splatting reference renderer (hard and soft, bunny, 512x512) vs an open3d "
+                  "RaycastingScene of the same mesh; reports backward/forward ratio",
+                  "facet3d.plugins.triangle_splatting.bench:ts_render"),
+    ]

@@ -1,0 +1,413 @@
+"""Differentiable triangle-splatting rasterizer in pure PyTorch: the source of truth and CPU path.
+
+Follows Triangle Splatting (Held et al. 2025, diff-triangle-rasterization); a Triton kernel must
+reproduce `rasterize_triangles` exactly (same culling, tiling, order and compositing).
+
+Conventions
+-----------
+* Inputs are **camera-space** vertices (OpenCV axes: x right, y down, z forward) and intrinsics K,
+  so gradients flow to the 3D vertices through the projection ``u = (fx x + s y)/z + cx``,
+  ``v = fy y / z + cy``.  World-to-camera is done by the caller (`plugins.triangle_splatting.render`).
+* Pixel centres: pixel ``(row i, col j)`` has its centre at continuous coordinates ``(u, v) = (j, i)``
+  (top-left pixel centre at (0, 0)), exactly `facet3d.core.structures.Cameras`' convention.
+* Tiles: ``tile x tile`` pixels (16), row-major tile ids ``ty * tiles_x + tx``.
+
+Window function (per triangle, in pixels)
+-----------------------------------------
+incenter ``s = (a A + b B + c C)/(a + b + c)`` (a, b, c: lengths of the sides opposite A, B, C);
+edge lines ``L_i(p) = n_i . p + d_i`` with unit normals oriented so ``L_i(s) < 0``;
+``phi = max_i L_i``; ``I(p) = max(0, phi(p)/phi(s))^sigma``; pixels with any ``L_i(p) > 0`` are
+skipped; ``alpha = min(0.99, opacity * I)``; ``alpha < 1/255`` is skipped.
+
+Culling (a culled triangle touches no tile): opacity < 0.01; centroid camera z <= ``near`` (0.2);
+any vertex z <= 1e-6, non-finite, zero image area or a zero-length edge (extra guards: such
+triangles are swapped for a dummy before any arithmetic, so their gradients are exactly 0); edge-on
+(|cos| between the 3D normal and the view ray to the centroid < 1e-3); degenerate or too small
+(inradius in pixels ``-phi(s)`` <= ``min_inradius``, 1 px as upstream's ``dist > -1`` test);
+size = max distance of a projected vertex from the projected centroid > ``max_size`` (1600) or
+< ``min_size`` (1).
+
+Footprint: bbox of the region where ``opacity * I >= 0.01``.  That region ``{phi <= k phi(s)}``,
+``k = (0.01/opacity)^(1/sigma)``, is the triangle shrunk about its incenter by ``1 - k``, so its
+bbox is that of ``s + (1 - k)(V - s)``.  Tiles holding a pixel centre inside the bbox are touched
+(upstream rounds the continuous bbox to tiles with ``(uint)(x/16)`` / ``(uint)((x+15)/16)``, which
+can add a tile at the border and mis-rounds negative coordinates; only pixels with
+``alpha < FOOTPRINT_ALPHA`` can differ).
+
+Order and compositing: per tile, triangles sorted by centroid view depth (ties: lower index);
+front to back ``C += c alpha T; T *= 1 - alpha``; stop (without adding the triangle) as soon as
+``T (1 - alpha) < 1e-4``.  Vectorised: with ``T_incl = cumprod(1 - alpha)``, the contributors are
+exactly those with ``T_incl >= 1e-4`` (T is non-increasing), weights ``w = alpha * T_excl``.
+
+Outputs (see `rasterize_triangles`): rgb, alpha, depth (normalised expected z-depth: per pixel
+z of the triangle's plane along the pixel's ray, perspective-correct, weighted by w; upstream uses
+the centroid depth instead), normal (unit camera-space normal flipped towards the camera), and
+per-triangle max blending weight (for pruning; not differentiable).
+
+Hard mode (``hard=True``): the sigma -> 0 / opacity -> 1 limit as a z-buffer rasterizer.  I = 1 on
+every pixel with all ``L_i <= 0``; ``alpha = min(1, opacity)`` (cap 1, not 0.99, so an opaque
+triangle covers fully); the order is per *pixel* by that pixel's plane depth (a centroid order is
+wrong for neighbouring triangles of different sizes); the small-size culls are off
+(``min_size = min_inradius = 0``: a sub-pixel triangle is still rasterised) and the early stop
+happens *after* the triangle that drives T below 1e-4, so with opacity 1 the nearest covering
+triangle takes weight exactly 1.  Per-vertex colours ``[N, 3, C]`` are interpolated with
+perspective-correct barycentrics (TS+ / meshes), flat colours ``[N, C]`` are constant.
+
+Differentiable by autograd w.r.t. verts_cam (and K), colors, opacity and sigma.
+
+Implementation (what a kernel mirrors per tile): triangles -> (tile, triangle) pairs sorted by
+(tile, centroid depth, index); tiles are processed in chunks of at most ``chunk_elems``
+(pixel, triangle) candidates: (1) a dense, gradient-free coverage test ``all L_i <= 0`` over
+[tiles, 256 pixels, triangles of the tile] (the triangle axis cut in blocks for crowded tiles);
+(2) differentiable evaluation on the covered pairs only (window, alpha, barycentrics, z);
+(3) per-pixel lists padded to the longest list, `composite_weights` along them; (4) index_add of
+``w * (colour, 1, z, normal)`` per pixel.  Memory is bounded by ``chunk_elems`` plus the covered
+pairs of one chunk.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["rasterize_triangles", "preprocess", "composite_weights", "window", "ALPHA_MAX", "ALPHA_MIN",
+           "T_STOP", "MIN_OPACITY", "FOOTPRINT_ALPHA"]
+
+ALPHA_MAX = 0.99
+ALPHA_MIN = 1.0 / 255.0
+T_STOP = 1e-4
+MIN_OPACITY = 0.01
+FOOTPRINT_ALPHA = 0.01
+EDGE_ON_COS = 1e-3
+CHUNK_ELEMS = 1 << 21
+
+
+def _project(verts_cam: Tensor, K: Tensor) -> Tensor:
+    """[..., 3] camera points -> [..., 2] pixels (u, v)."""
+    x, y, z = verts_cam.unbind(-1)
+    xn, yn = x / z, y / z
+    u = K[0, 0] * xn + K[0, 1] * yn + K[0, 2]
+    v = K[1, 1] * yn + K[1, 2]
+    return torch.stack([u, v], -1)
+
+
+def preprocess(verts_cam: Tensor, K: Tensor, opacity: Tensor, sigma: Tensor, hard: bool = False,
+               near: float = 0.2, min_size: float | None = None, max_size: float = 1600.0,
+               min_inradius: float | None = None) -> dict[str, Tensor]:
+    """Per-triangle projection, edge lines, incenter, culling and footprint bbox.
+
+    verts_cam [N, 3, 3], K [3, 3], opacity [N], sigma [N] -> dict (culled triangles may hold dummy values):
+    uv [N, 3, 2]; lines [N, 3, 3] (n_x, n_y, d per edge i = V_i -> V_{i+1}, L(s) < 0);
+    phi_s [N] (< 0); depth [N] centroid camera z; normal [N, 3]; valid [N] bool;
+    bbox [N, 4] (xmin, ymin, xmax, ymax) of the footprint, detached.
+    """
+    if min_size is None:
+        min_size = 0.0 if hard else 1.0
+    if min_inradius is None:
+        min_inradius = 0.0 if hard else 1.0
+    dtype = verts_cam.dtype
+    # Triangles that cannot be projected (a vertex at z <= 1e-6, non-finite) or are degenerate in
+    # the image (zero area or a zero-length edge) are culled, and replaced by a harmless dummy
+    # *before* any arithmetic so that their gradients are exactly 0 (not NaN).
+    with torch.no_grad():
+        zmin = verts_cam[..., 2].amin(-1)
+        z_ok = (zmin > 1e-6) & torch.isfinite(verts_cam).all(-1).all(-1)
+        v0 = torch.where(z_ok[:, None, None], verts_cam, torch.ones_like(verts_cam))
+        uv0 = _project(v0, K)
+        e0 = uv0.roll(-1, dims=1) - uv0
+        area0 = e0[:, 0, 0] * e0[:, 1, 1] - e0[:, 0, 1] * e0[:, 1, 0]
+        bad = ~z_ok | ~torch.isfinite(uv0).all(-1).all(-1) | (area0.abs() <= 1e-20) | (e0.norm(dim=-1).amin(-1) <= 1e-12)
+        dummy = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 1.0], [0.0, 1.0, 1.0]], dtype=dtype, device=verts_cam.device)
+    verts_cam = torch.where(bad[:, None, None], dummy, verts_cam)
+    uv = _project(verts_cam, K)  # [N, 3, 2]
+    A, B, C = uv.unbind(1)
+    a = (B - C).norm(dim=-1)
+    b = (A - C).norm(dim=-1)
+    c = (A - B).norm(dim=-1)
+    per = (a + b + c).clamp_min(1e-30)
+    s = (a[:, None] * A + b[:, None] * B + c[:, None] * C) / per[:, None]
+    p1, p2 = uv, uv.roll(-1, dims=1)  # edge i from V_i to V_{i+1}
+    e = p2 - p1
+    n = torch.stack([e[..., 1], -e[..., 0]], -1)
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+    d = -(n * p1).sum(-1)
+    Ls = (n * s[:, None]).sum(-1) + d  # [N, 3]
+    flip = torch.where(Ls > 0, -1.0, 1.0).to(dtype)
+    n, d, Ls = n * flip[..., None], d * flip, Ls * flip
+    phi_s = Ls.amax(-1)  # negative: -inradius
+    lines = torch.cat([n, d[..., None]], -1)
+
+    centroid = verts_cam.mean(1)
+    depth = centroid[:, 2]
+    nrm = torch.linalg.cross(verts_cam[:, 1] - verts_cam[:, 0], verts_cam[:, 2] - verts_cam[:, 0])
+    nrm = nrm / nrm.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+    view = centroid / centroid.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+    cos = (nrm * view).sum(-1)
+    nrm = torch.where(cos[:, None] > 0, -nrm, nrm)
+
+    with torch.no_grad():
+        cproj = _project(centroid, K)
+        size = (uv - cproj[:, None]).norm(dim=-1).amax(-1)
+        valid = (opacity >= MIN_OPACITY) & (depth > near) & ~bad
+        valid &= cos.abs() >= EDGE_ON_COS
+        valid &= (-phi_s > min_inradius) & (-phi_s > 1e-12)
+        valid &= (size <= max_size) & (size >= min_size)
+        valid &= torch.isfinite(uv).all(-1).all(-1)
+        if hard:
+            k = torch.zeros_like(depth)
+        else:
+            ratio = (FOOTPRINT_ALPHA / opacity.clamp_min(1e-30)).clamp(max=1.0)
+            k = ratio ** (1.0 / sigma.clamp_min(1e-30))
+        shrunk = s[:, None] + (1.0 - k)[:, None, None] * (uv - s[:, None])
+        bbox = torch.cat([shrunk.amin(1), shrunk.amax(1)], -1)
+        valid &= torch.isfinite(bbox).all(-1)
+    return dict(uv=uv, lines=lines, phi_s=phi_s, depth=depth, normal=nrm, valid=valid, bbox=bbox)
+
+
+def window(L: Tensor, phi_s: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
+    """Window function from edge values.
+
+    L [..., 3] edge line values at the pixels, phi_s and sigma broadcastable to L[..., 0].
+    Returns (I, inside): I = max(0, phi/phi_s)^sigma where inside (all L <= 0), else 0.
+    """
+    phi = L.amax(-1)
+    inside = phi <= 0
+    r = (phi / phi_s).clamp_min(1e-30)  # clamp: finite gradients on the edges themselves
+    I = torch.where(inside, r ** sigma, torch.zeros_like(r))
+    return I, inside
+
+
+def composite_weights(alpha: Tensor, stop_after: bool = False) -> Tensor:
+    """Front-to-back blending weights along the last dim: ``w_k = alpha_k T_k`` for contributors.
+
+    Upstream rule (stop_after=False): triangle k contributes iff ``prod_{j<=k}(1 - alpha_j) >= 1e-4``
+    (it is dropped when it would push T below 1e-4).  stop_after=True: iff ``prod_{j<k} >= 1e-4``
+    (hard mode: the triangle that makes T reach 0 still counts).
+    """
+    one_minus = 1.0 - alpha
+    T_incl = torch.cumprod(one_minus, dim=-1)
+    T_excl = torch.cat([torch.ones_like(T_incl[..., :1]), T_incl[..., :-1]], -1)
+    keep = (T_excl if stop_after else T_incl).detach() >= T_STOP
+    return torch.where(keep, alpha * T_excl, torch.zeros_like(alpha))
+
+
+def _cross(o: Tensor, q: Tensor, r: Tensor) -> Tensor:
+    """2D cross product (q - o) x (r - o) over the last dim."""
+    return (q[..., 0] - o[..., 0]) * (r[..., 1] - o[..., 1]) - (q[..., 1] - o[..., 1]) * (r[..., 0] - o[..., 0])
+
+
+def _covered(pix: Tensor, lines: Tensor, tri_idx: Tensor, pad: Tensor, kblock: int):
+    """(t, p, k) of every pixel ``pix[t, p]`` inside triangle ``tri_idx[t, k]``, in lexicographic order."""
+    nt, P = pix.shape[:2]
+    K = tri_idx.shape[1]
+    found = []
+    with torch.no_grad():
+        for k0 in range(0, K, kblock):
+            ln = lines[tri_idx[:, k0:k0 + kblock].clamp_min(0)]  # [nt, kb, 3, 3]
+            phi = None
+            for e in range(3):
+                Le = pix[:, :, None, 0] * ln[:, None, :, e, 0] + pix[:, :, None, 1] * ln[:, None, :, e, 1] \
+                    + ln[:, None, :, e, 2]
+                phi = Le if phi is None else torch.maximum(phi, Le)
+            inside = (phi <= 0) & ~pad[:, None, k0:k0 + kblock]
+            idx = inside.nonzero()
+            idx[:, 2] += k0
+            found.append(idx)
+    idx = torch.cat(found) if len(found) > 1 else found[0]
+    if len(found) > 1:
+        key = (idx[:, 0] * P + idx[:, 1]) * K + idx[:, 2]
+        idx = idx[torch.argsort(key)]
+    return idx.unbind(1)
+
+
+def _tile_pairs(bbox: Tensor, valid: Tensor, depth: Tensor, H: int, W: int, tile: int):
+    """(tile id, triangle id) pairs sorted by (tile, depth, triangle id); tiles_x, tiles_y."""
+    tx_n, ty_n = (W + tile - 1) // tile, (H + tile - 1) // tile
+    dev = bbox.device
+    x0 = torch.ceil(bbox[:, 0]).clamp(0, W - 1)
+    y0 = torch.ceil(bbox[:, 1]).clamp(0, H - 1)
+    x1 = torch.floor(bbox[:, 2]).clamp(0, W - 1)
+    y1 = torch.floor(bbox[:, 3]).clamp(0, H - 1)
+    ok = valid & (torch.ceil(bbox[:, 0]) <= W - 1) & (torch.floor(bbox[:, 2]) >= 0) \
+        & (torch.ceil(bbox[:, 1]) <= H - 1) & (torch.floor(bbox[:, 3]) >= 0) \
+        & (torch.ceil(bbox[:, 0]) <= torch.floor(bbox[:, 2])) & (torch.ceil(bbox[:, 1]) <= torch.floor(bbox[:, 3]))
+    idx = ok.nonzero().flatten()
+    tx0 = (x0[idx] // tile).long()
+    tx1 = (x1[idx] // tile).long()
+    ty0 = (y0[idx] // tile).long()
+    ty1 = (y1[idx] // tile).long()
+    nx, ny = tx1 - tx0 + 1, ty1 - ty0 + 1
+    cnt = nx * ny
+    tri = torch.repeat_interleave(idx, cnt)
+    if tri.numel() == 0:
+        e = torch.zeros(0, dtype=torch.long, device=dev)
+        return e, e, tx_n, ty_n
+    start = torch.cumsum(cnt, 0) - cnt
+    local = torch.arange(tri.numel(), device=dev) - torch.repeat_interleave(start, cnt)
+    nxr = torch.repeat_interleave(nx, cnt)
+    tx = torch.repeat_interleave(tx0, cnt) + local % nxr
+    ty = torch.repeat_interleave(ty0, cnt) + local // nxr
+    tid = ty * tx_n + tx
+    # sort by depth (stable on triangle id), then stably by tile
+    order = torch.sort(depth.detach()[tri], stable=True).indices
+    tid, tri = tid[order], tri[order]
+    order = torch.sort(tid, stable=True).indices
+    return tid[order], tri[order], tx_n, ty_n
+
+
+def _check(verts_cam, K, colors, opacity, image_size, tile) -> None:
+    from facet3d.core.errors import UsageError
+
+    if not isinstance(verts_cam, Tensor) or verts_cam.ndim != 3 or verts_cam.shape[1:] != (3, 3):
+        raise UsageError(f"verts_cam must be a [N, 3, 3] tensor, got {getattr(verts_cam, 'shape', type(verts_cam))}")
+    n = verts_cam.shape[0]
+    if tuple(K.shape) != (3, 3):
+        raise UsageError(f"K must be [3, 3], got {tuple(K.shape)}")
+    if colors.shape[0] != n or colors.ndim not in (2, 3) or (colors.ndim == 3 and colors.shape[1] != 3):
+        raise UsageError(f"colors must be [N, C] or [N, 3, C] with N={n}, got {tuple(colors.shape)}")
+    if tuple(opacity.shape) != (n,):
+        raise UsageError(f"opacity must be [N]={n}, got {tuple(opacity.shape)}")
+    if len(image_size) != 2 or int(image_size[0]) < 1 or int(image_size[1]) < 1 or tile < 1:
+        raise UsageError(f"bad image_size {tuple(image_size)} or tile {tile}")
+
+
+def rasterize_triangles(verts_cam: Tensor, K: Tensor, colors: Tensor, opacity: Tensor, sigma,
+                        image_size: tuple[int, int], background=None, tile: int = 16, hard: bool = False,
+                        near: float = 0.2, min_size: float | None = None, max_size: float = 1600.0,
+                        min_inradius: float | None = None, chunk_elems: int = CHUNK_ELEMS) -> dict[str, Tensor]:
+    """Render one view of N triangles.
+
+    verts_cam: Tensor   # [N, 3, 3] camera-space vertices (OpenCV axes), float32/float64
+    K: Tensor           # [3, 3] intrinsics
+    colors: Tensor      # [N, C] per-triangle, or [N, 3, C] per-vertex (barycentric, perspective-correct)
+    opacity: Tensor     # [N] in [0, 1]
+    sigma: Tensor|float # [N] or scalar window smoothness (> 0; ignored when hard)
+    image_size          # (H, W)
+    background          # [C] or None (zeros)
+    hard: bool          # z-buffer limit (see the module docstring)
+    returns dict:
+        rgb [H, W, C], alpha [H, W], depth [H, W] (normalised expected z, 0 where alpha == 0),
+        depth_acc [H, W] (sum of w z, upstream's D), normal [H, W, 3] (sum of w n),
+        max_weight [N] (detached), n_touched [N] tiles per triangle (detached)
+    """
+    _check(verts_cam, K, colors, opacity, image_size, tile)
+    H, W = int(image_size[0]), int(image_size[1])
+    N = verts_cam.shape[0]
+    dev, dtype = verts_cam.device, verts_cam.dtype
+    K = K.to(dtype)
+    sigma = torch.as_tensor(sigma, dtype=dtype, device=dev).expand(N) if not isinstance(sigma, Tensor) \
+        or sigma.ndim == 0 else sigma.to(dtype)
+    opacity = opacity.to(dtype)
+    per_vertex = colors.ndim == 3
+    C = colors.shape[-1]
+    bg = torch.zeros(C, dtype=dtype, device=dev) if background is None else \
+        torch.as_tensor(background, dtype=dtype, device=dev).reshape(C)
+
+    pre = preprocess(verts_cam, K, opacity, sigma, hard, near, min_size, max_size, min_inradius)
+    tid, tri, tx_n, ty_n = _tile_pairs(pre["bbox"], pre["valid"], pre["depth"], H, W, tile)
+    n_tiles, P = tx_n * ty_n, tile * tile
+    counts = torch.bincount(tid, minlength=n_tiles)
+    starts = torch.cumsum(counts, 0) - counts
+    n_touched = torch.bincount(tri, minlength=N)
+
+    # pixel centres of every tile: [P, 2] offsets
+    py, px = torch.meshgrid(torch.arange(tile, device=dev), torch.arange(tile, device=dev), indexing="ij")
+    offs = torch.stack([px.flatten(), py.flatten()], -1)
+
+    lines, phi_s, uv = pre["lines"], pre["phi_s"], pre["uv"]
+    z = verts_cam[..., 2]
+    alpha_tri = opacity.clamp(max=1.0) if hard else opacity
+    nonempty = (counts > 0).nonzero().flatten().tolist()
+    counts_l = counts.tolist()
+    normal_tri = pre["normal"]
+
+    out_ids, out_vals, maxw_ids, maxw_w = [], [], [], []
+    i = 0
+    while i < len(nonempty):
+        # greedy chunk of tiles with at most chunk_elems (pixel, triangle) candidate pairs
+        j, kmax = i, 0
+        while j < len(nonempty):
+            k2 = max(kmax, counts_l[nonempty[j]])
+            if j > i and (j - i + 1) * P * k2 > chunk_elems:
+                break
+            kmax, j = k2, j + 1
+        tiles = nonempty[i:j]
+        i = j
+        nt = len(tiles)
+        t_ids = torch.tensor(tiles, device=dev)
+        # padded [nt, kmax] triangle ids in depth order (-1 = padding)
+        ar = torch.arange(kmax, device=dev)
+        pos = starts[t_ids][:, None] + ar[None]
+        pad = ar[None] >= counts[t_ids][:, None]
+        tri_idx = torch.where(pad, torch.full_like(pos, -1), tri[pos.clamp(max=tri.numel() - 1)])
+        origin = torch.stack([t_ids % tx_n, t_ids // tx_n], -1) * tile
+        pix = (origin[:, None, :] + offs[None]).to(dtype)  # [nt, P, 2] pixel centres
+        # 1) dense coverage test, no autograd: which (pixel, triangle) pairs have all L_i <= 0;
+        #    the triangle axis is cut in blocks so one crowded tile stays within chunk_elems
+        t_, p_, k_ = _covered(pix, lines.detach(), tri_idx, pad, max(1, chunk_elems // (nt * P)))
+        if t_.numel() == 0:
+            continue
+        # 2) sparse, differentiable evaluation on the covered pairs only
+        tid_ = tri_idx[t_, k_]
+        px = pix[t_, p_]  # [M, 2]
+        ln = lines[tid_]  # [M, 3, 3]
+        L = px[:, None, 0] * ln[..., 0] + px[:, None, 1] * ln[..., 1] + ln[..., 2]
+        if hard:
+            a = alpha_tri[tid_]
+        else:
+            I, _ = window(L, phi_s[tid_], sigma[tid_])
+            a = torch.minimum(alpha_tri[tid_] * I, torch.full((), ALPHA_MAX, dtype=dtype, device=dev))
+        keep = (a >= ALPHA_MIN).detach()
+        if not bool(keep.all()):
+            t_, p_, tid_, px, a = t_[keep], p_[keep], tid_[keep], px[keep], a[keep]
+        if t_.numel() == 0:
+            continue
+        # perspective-correct barycentrics and the plane's z at the pixel
+        tuv = uv[tid_]  # [M, 3, 2]
+        Av, Bv, Cv = tuv[:, 0], tuv[:, 1], tuv[:, 2]
+        area = _cross(Av, Bv, Cv)
+        area = torch.where(area.abs() > 1e-30, area, torch.ones_like(area))
+        lam = torch.stack([_cross(px, Bv, Cv), _cross(Av, px, Cv), _cross(Av, Bv, px)], -1) / area[:, None]
+        wz = lam / z[tid_]
+        zpix = 1.0 / wz.sum(-1)  # [M]
+        # 3) per-pixel lists, padded to the longest: [npix, kin]
+        pid = t_ * P + p_
+        npix = nt * P
+        cnt = torch.bincount(pid, minlength=npix)
+        first = torch.cumsum(cnt, 0) - cnt
+        slot = torch.arange(pid.numel(), device=dev) - first[pid]
+        kin = int(cnt.max())
+        A_ = torch.zeros(npix, kin, dtype=dtype, device=dev).index_put((pid, slot), a)
+        if hard:
+            key = torch.full((npix, kin), float("inf"), dtype=dtype, device=dev).index_put((pid, slot), zpix.detach())
+            order = torch.argsort(key, dim=-1, stable=True)
+            ws = composite_weights(torch.gather(A_, -1, order), stop_after=True)
+            Wd = torch.zeros_like(ws).scatter(-1, order, ws)
+        else:
+            Wd = composite_weights(A_)
+        w = Wd[pid, slot]  # [M] blending weight of every pair
+        if per_vertex:
+            col = ((wz * zpix[:, None])[..., None] * colors[tid_]).sum(1)
+        else:
+            col = colors[tid_]
+        vals = torch.cat([w[:, None] * col, w[:, None], (w * zpix)[:, None], w[:, None] * normal_tri[tid_]], -1)
+        acc = torch.zeros(npix, C + 5, dtype=dtype, device=dev).index_add(0, pid, vals)
+        acc = torch.cat([acc[:, :C] + (1.0 - acc[:, C:C + 1]) * bg, acc[:, C:]], -1)
+        out_ids.append(t_ids)
+        out_vals.append(acc.reshape(nt, P, C + 5))
+        maxw_ids.append(tid_)
+        maxw_w.append(w.detach())
+    Cc = C + 5
+    full = torch.zeros(n_tiles, P, Cc, dtype=dtype, device=dev)
+    full[..., :C] = bg
+    if out_ids:
+        full = full.index_copy(0, torch.cat(out_ids), torch.cat(out_vals))
+    img = full.reshape(ty_n, tx_n, tile, tile, Cc).permute(0, 2, 1, 3, 4).reshape(ty_n * tile, tx_n * tile, Cc)[:H, :W]
+    rgb, alpha, dacc, nrm = img[..., :C], img[..., C], img[..., C + 1], img[..., C + 2:]
+    depth = torch.where(alpha > 0, dacc / torch.where(alpha > 0, alpha, torch.ones_like(alpha)), torch.zeros_like(alpha))
+    max_weight = torch.zeros(N, dtype=dtype, device=dev)
+    if maxw_ids:
+        max_weight = max_weight.scatter_reduce(0, torch.cat(maxw_ids), torch.cat(maxw_w), reduce="amax")
+    return dict(rgb=rgb, alpha=alpha, depth=depth, depth_acc=dacc, normal=nrm, max_weight=max_weight,
+                n_touched=n_touched)
+
