@@ -6,16 +6,24 @@ Modules (imported lazily; this module imports neither torch nor open3d):
   conversion, PLY save/load (layout: docs/triangle_splat_ply.md);
 * `render` - `render(scene, cameras, ...)` over a batch of `Cameras`, `orbit_cameras`;
 * the rasterizer itself lives in `facet3d.kernels.trisplat` (torch reference; Triton later);
-* `bench`  - ``facet3d bench ts-render``.
+* `bench`  - ``facet3d bench ts-render``;
+* `commands` - ``facet3d render`` (scene PLY or mesh -> PNG / depth / alpha per camera).
 
 Planned (later sessions): `fit` (training loop, densify/prune, TS+ annealing), Triton kernels,
-export (PLY/GLB), CLI commands.
+export (PLY/GLB), more CLI commands.
 """
 
 from __future__ import annotations
 
 from facet3d.core.hookspecs import hookimpl
 from facet3d.core.specs import Benchmark
+
+
+@hookimpl
+def facet3d_register_commands(app) -> None:
+    from facet3d.plugins.triangle_splatting.commands import register
+
+    register(app)
 
 
 @hookimpl

@@ -1,0 +1,173 @@
+"""``facet3d render``: files, shapes, z-depth against open3d ray casting, camera inputs, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from facet3d.core.io.api import read
+from facet3d.core.structures.cameras import Cameras
+from facet3d.plugins.triangle_splatting.render import orbit_cameras
+from facet3d.plugins.triangle_splatting.scene import TriangleScene
+
+FUZE = "meshes/fuze.obj"
+
+
+def _o3d_zdepth(geom, cams: Cameras, i: int) -> np.ndarray:
+    """open3d RaycastingScene z-depth (t_hit * cos(angle to the optical axis)); inf where missed."""
+    o3d = pytest.importorskip("open3d")
+    rs = o3d.t.geometry.RaycastingScene()
+    m = o3d.t.geometry.TriangleMesh()
+    m.vertex.positions = o3d.core.Tensor(np.asarray(geom.vertices, dtype=np.float32))
+    m.triangle.indices = o3d.core.Tensor(np.asarray(geom.faces, dtype=np.int32))
+    rs.add_triangles(m)
+    H, W = (int(v) for v in cams.image_size[i].tolist())
+    ii, jj = np.meshgrid(np.arange(H), np.arange(W), indexing="ij")
+    pix = np.stack([jj, ii, np.ones_like(ii)], -1).reshape(-1, 3).astype(np.float64)
+    d_cam = pix @ np.linalg.inv(cams.K[i].numpy()).T
+    d_cam /= np.linalg.norm(d_cam, axis=1, keepdims=True)
+    cos = d_cam[:, 2]
+    d = d_cam @ cams.R[i].numpy()  # camera -> world directions (unit)
+    o = np.broadcast_to(cams.centers()[i].numpy(), d.shape)
+    t = rs.cast_rays(o3d.core.Tensor(np.concatenate([o, d], 1).astype(np.float32)))["t_hit"].numpy()
+    return (t * cos).reshape(H, W)
+
+
+def _check_against_o3d(geom, cams: Cameras, out, names, require_alpha=True) -> None:
+    for i, name in enumerate(names):
+        img = Image.open(out / f"{name}_rgb.png")
+        assert img.size == (64, 48) and img.mode == "RGB"
+        depth = np.load(out / f"{name}_depth.npy")
+        assert depth.shape == (48, 64) and depth.dtype == np.float32
+        ref = _o3d_zdepth(geom, cams, i)
+        hit = np.isfinite(ref)
+        assert hit.mean() > 0.05  # the object is in view
+        covered = depth > 0
+        assert (covered == hit).mean() >= 0.99  # silhouettes agree (edge pixels may differ)
+        assert np.all(depth[~covered] == 0)
+        both = covered & hit
+        rel = np.abs(depth[both] - ref[both]) / ref[both]
+        assert (rel <= 1e-3).mean() >= 0.99, np.quantile(rel, [0.5, 0.99])
+        if require_alpha:
+            alpha = np.load(out / f"{name}_alpha.npy")
+            assert alpha.shape == (48, 64) and alpha.dtype == np.float32
+            assert np.all(alpha[covered] == 1.0) and np.all(alpha[~covered] == 0.0)
+
+
+def _fuze_orbit(sample_data, n=3, size=(48, 64)):
+    geom = read(sample_data / FUZE)
+    lo, hi = geom.vertices.min(0), geom.vertices.max(0)
+    cams = orbit_cameras((lo + hi) / 2, 2.2 * float(np.linalg.norm(hi - lo)) / 2, n, size, fov=70,
+                         up=(0, 0, 1))
+    return geom, cams
+
+
+def test_render_orbit_mesh_files(cli, sample_data, tmp_path):
+    out = tmp_path / "views"
+    r = cli("render", str(sample_data / FUZE), "--orbit", "3", "--size", "64x48", "--out", str(out),
+            "--save-depth", "--save-alpha", "--json")
+    assert r.returncode == 0, r.stderr
+    files = json.loads(r.stdout)
+    assert len(files) == 9 and all((tmp_path / "views").joinpath(p.rsplit("/", 1)[-1]).is_file() for p in files)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"view_{i:03d}_{k}" for i in range(3) for k in ("rgb.png", "depth.npy", "alpha.npy"))
+    assert "rendered 3 view(s)" in r.stderr and "hard" in r.stderr
+    for i in range(3):
+        img = np.asarray(Image.open(out / f"view_{i:03d}_rgb.png"))
+        alpha = np.load(out / f"view_{i:03d}_alpha.npy")
+        depth = np.load(out / f"view_{i:03d}_depth.npy")
+        assert img.shape == (48, 64, 3) and alpha.shape == depth.shape == (48, 64)
+        assert alpha.dtype == depth.dtype == np.float32
+        assert set(np.unique(alpha)) == {0.0, 1.0}
+        assert np.all(depth[alpha == 1] > 0) and np.all(depth[alpha == 0] == 0)
+        assert np.all(img[alpha == 0] == 0)  # black background
+        assert np.all(np.abs(img[alpha == 1].astype(int) - 178) <= 1)  # grey 0.7 (no colours in the file)
+
+
+def test_render_cameras_json_depth_matches_open3d(cli, sample_data, tmp_path):
+    geom, cams = _fuze_orbit(sample_data)
+    cams.names = ["front", "left/side.png", "back"]
+    cams.save_json(tmp_path / "cams.json")
+    out = tmp_path / "r"
+    r = cli("render", str(sample_data / FUZE), "--cameras", str(tmp_path / "cams.json"), "--out", str(out),
+            "--save-depth", "--save-alpha")
+    assert r.returncode == 0, r.stderr
+    _check_against_o3d(geom, cams, out, ["front", "side", "back"])
+    # the same cameras stored at 32x24 and rendered with --size 64x48: K is rescaled to the same K
+    _, small = _fuze_orbit(sample_data, size=(24, 32))
+    assert torch.allclose(small.R, cams.R) and not torch.allclose(small.K, cams.K)
+    small.save_json(tmp_path / "small.json")
+    r = cli("render", str(sample_data / FUZE), "--cameras", str(tmp_path / "small.json"), "--size", "64x48",
+            "--out", str(tmp_path / "r2"), "--save-depth")
+    assert r.returncode == 0, r.stderr
+    for i, name in enumerate(["front", "side", "back"]):
+        np.testing.assert_allclose(np.load(tmp_path / "r2" / f"{i:04d}_depth.npy"),
+                                   np.load(out / f"{name}_depth.npy"), rtol=1e-5, atol=1e-6)
+
+
+def test_render_nerf_folder_with_rescale(cli, sample_data, tmp_path):
+    """A folder holding transforms_test.json at 32x24, rendered at --size 64x48 (K scaled)."""
+    geom, cams = _fuze_orbit(sample_data, 2)
+    c2w = cams.to_blender().numpy()
+    fov_x = float(cams.fov_x()[0])
+    frames = [{"file_path": f"./test/r_{i}", "transform_matrix": c2w[i].tolist()} for i in range(2)]
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "transforms_test.json").write_text(
+        json.dumps({"camera_angle_x": fov_x, "w": 32, "h": 24, "frames": frames}))
+    out = tmp_path / "r"
+    r = cli("render", str(sample_data / FUZE), "--cameras", str(tmp_path / "ds"), "--size", "64x48",
+            "--out", str(out), "--save-depth")
+    assert r.returncode == 0, r.stderr
+    ref = Cameras.from_blender(c2w, fov_x=fov_x, width=64, height=48)  # principal point W/2, H/2
+    _check_against_o3d(geom, ref, out, ["r_0", "r_1"], require_alpha=False)
+
+
+def test_render_scene_ply_soft(cli, tmp_path):
+    # two overlapping triangles facing the +x / -x orbit cameras (up = y)
+    tri = torch.tensor([[[0.0, -1.0, -1.0], [0.0, -1.0, 1.0], [0.0, 1.0, 0.0]],
+                        [[0.3, 0.5, -1.0], [0.3, 0.5, 1.0], [0.3, -1.5, 0.0]]])
+    scene = TriangleScene.from_triangles(tri, [[0.9, 0.1, 0.1], [0.1, 0.1, 0.9]], opacity=0.8, sigma=1.0)
+    scene.save_ply(tmp_path / "scene.ply")
+    out = tmp_path / "r"
+    r = cli("render", str(tmp_path / "scene.ply"), "--orbit", "2", "--size", "32x32", "--out", str(out),
+            "--save-alpha", "--save-depth", "--background", "1,1,1", "--up", "y")
+    assert r.returncode == 0, r.stderr
+    assert "soft" in r.stderr
+    for i in range(2):
+        alpha = np.load(out / f"view_{i:03d}_alpha.npy")
+        depth = np.load(out / f"view_{i:03d}_depth.npy")
+        img = np.asarray(Image.open(out / f"view_{i:03d}_rgb.png"))
+        assert alpha.max() > 0.5 and alpha.min() == 0.0
+        assert ((alpha > 0) & (alpha < 0.99)).any()  # soft edges
+        assert np.all(depth[alpha > 0] > 0) and np.all(depth[alpha == 0] == 0)
+        assert np.all(img[alpha == 0] == 255)
+
+
+@pytest.mark.parametrize("args, code, words", [
+    (["--orbit", "2", "--size", "64by48"], 2, "--size"),
+    (["--orbit", "2", "--size", "0x48"], 2, "--size"),
+    (["--orbit", "2", "--cameras", "c.json", "--size", "8x8"], 2, "exactly one"),
+    (["--size", "8x8"], 2, "exactly one"),
+    (["--orbit", "2", "--size", "8x8", "--background", "red"], 2, "--background"),
+])
+def test_render_usage_errors(cli, sample_data, tmp_path, args, code, words):
+    r = cli("render", str(sample_data / FUZE), "--out", str(tmp_path / "o"), *args)
+    assert r.returncode == code and words in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_render_missing_inputs_and_point_cloud(cli, tmp_path):
+    r = cli("render", str(tmp_path / "nope.obj"), "--orbit", "2", "--size", "8x8", "--out", str(tmp_path / "o"))
+    assert r.returncode == 1 and "no such file" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    (tmp_path / "pts.xyz").write_text("0 0 0\n1 0 0\n0 1 0\n")
+    r = cli("render", str(tmp_path / "pts.xyz"), "--cameras", str(tmp_path / "missing.json"), "--out",
+            str(tmp_path / "o"))
+    assert r.returncode == 1 and "missing.json" in r.stderr and "Traceback" not in r.stderr
+    r = cli("render", str(tmp_path / "pts.xyz"), "--orbit", "2", "--size", "8x8", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "nothing to render" in r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
