@@ -7,16 +7,19 @@ Modules (imported lazily; this module imports neither torch nor open3d):
 * `render` - `render(scene, cameras, ...)` over a batch of `Cameras`, `orbit_cameras`;
 * the rasterizer itself lives in `facet3d.kernels.trisplat` (torch reference; Triton later);
 * `bench`  - ``facet3d bench ts-render``;
-* `commands` - ``facet3d render`` (scene PLY or mesh -> PNG / depth / alpha per camera).
+* `commands` - ``facet3d render`` (scene PLY or mesh -> PNG / depth / alpha per camera) and
+  ``facet3d export`` (scene PLY -> coloured mesh .ply / .glb / .obj);
+* `export`  - `scene_to_geometry` (TS+ -> shared mesh, TS -> triangle soup; SH DC colours);
+* `demo`    - the ``triangle-splatting`` step of ``facet3d demo``.
 
 Planned (later sessions): `fit` (training loop, densify/prune, TS+ annealing), Triton kernels,
-export (PLY/GLB), more CLI commands.
+more CLI commands.
 """
 
 from __future__ import annotations
 
 from facet3d.core.hookspecs import hookimpl
-from facet3d.core.specs import Benchmark
+from facet3d.core.specs import Benchmark, DemoStep
 
 
 @hookimpl
@@ -32,4 +35,13 @@ def facet3d_benchmarks() -> list[Benchmark]:
         Benchmark("ts-render", "triangle-splatting reference renderer (hard and soft, bunny, 512x512) vs an open3d "
                   "RaycastingScene of the same mesh; reports backward/forward ratio",
                   "facet3d.plugins.triangle_splatting.bench:ts_render"),
+    ]
+
+
+@hookimpl
+def facet3d_demo_steps() -> list[DemoStep]:
+    return [
+        DemoStep("triangle-splatting", "render a mesh as a hard triangle-splat scene from an orbit, save it as a "
+                 "TS+ scene PLY and export it back to a mesh", "facet3d.plugins.triangle_splatting.demo:triangle_splatting",
+                 order=300),
     ]

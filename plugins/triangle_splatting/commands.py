@@ -255,3 +255,46 @@ def register(app: typer.Typer) -> None:
                   f"to {out_dir} ({len(written)} files)", soft_wrap=True)
         if json_out:
             print_json(written)
+
+    _EXPORT_EXTS = (".ply", ".glb", ".obj")
+
+    @app.command("export")
+    def export_cmd(
+        src: str = typer.Argument(..., metavar="SCENE", help="Triangle-splat scene PLY (as written by the triangle-splatting plugin)."),
+        out: str = typer.Option(..., "--out", help="Output mesh: .ply, .glb or .obj (vertex colours in all three)."),
+        opaque: bool = typer.Option(False, "--opaque", help="Drop triangles whose opacity is below --min-opacity (TS+: min of the corners')."),
+        min_opacity: float = typer.Option(0.5, "--min-opacity", min=0.0, max=1.0, help="--opaque: opacity threshold in [0, 1]."),
+    ) -> None:
+        """Export a triangle-splatting scene as a plain coloured mesh (PLY, GLB or OBJ).
+
+        TS+ scenes keep their shared vertices and faces; TS scenes become a triangle soup
+        (3 vertices per triangle). Colours come from the SH DC term; view-dependent SH, sigma
+        and opacity are dropped.
+
+        \b
+        Examples:
+          facet3d export scene.ply --out mesh.glb
+          facet3d export scene.ply --out mesh.ply --opaque --min-opacity 0.3
+        """
+        dest = Path(out)
+        ext = dest.suffix.lower()
+        if ext not in _EXPORT_EXTS:
+            raise UsageError(f"--out {out}: unsupported extension {ext or '(none)'!r} (use .ply, .glb or .obj)")
+
+        from facet3d.cli.console import err
+        from facet3d.core.io.api import check_input_path, write
+        from facet3d.plugins.triangle_splatting.export import scene_to_geometry
+        from facet3d.plugins.triangle_splatting.scene import PLY_TAG, TriangleScene
+
+        p = check_input_path(src)
+        with open(p, "rb") as fh:
+            head = fh.read(4096)
+        if not (head.startswith(b"ply") and PLY_TAG.encode() in head):
+            raise UsageError(f"{p}: not a triangle-splat scene (use facet3d convert for meshes)")
+        scene = TriangleScene.load_ply(p)
+        geom = scene_to_geometry(scene, opaque=opaque, min_opacity=min_opacity)
+        write(dest, geom)
+        dropped = len(scene) - geom.num_faces
+        extra = f", dropped {dropped} with opacity < {min_opacity:g}" if opaque else ""
+        err.print(f"facet3d: exported {scene.form} scene {src} ({len(scene)} triangles{extra}) to {dest} "
+                  f"({geom.num_points} vertices, {geom.num_faces} faces)", soft_wrap=True, markup=False)

@@ -1,0 +1,52 @@
+"""Triangle-splat scene -> plain mesh `Geometry` (for ``facet3d export``: PLY / GLB / OBJ).
+
+* TS+ scenes: the shared vertices and faces as they are; per-vertex colour from the SH DC term
+  (``0.5 + C0 * dc``, clipped to [0, 1]).
+* TS scenes (free triangles): a triangle soup (3 vertices per face, nothing shared); every
+  vertex carries its triangle's colour (SH DC), so the colour survives in every format
+  (OBJ and GLB keep vertex colours, not face colours).
+
+View-dependent SH (degree > 0), sigma and opacity are not exported; ``opaque=True`` drops the
+triangles whose opacity is below ``min_opacity`` (TS+: a triangle's opacity is the min of its
+vertices').  Unused TS+ vertices are kept, so vertex indices match the scene.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facet3d.core.errors import GeometryError
+from facet3d.core.io.record import Geometry
+
+__all__ = ["scene_to_geometry"]
+
+
+def scene_to_geometry(scene, opaque: bool = False, min_opacity: float = 0.5) -> Geometry:
+    """A `TriangleScene` -> mesh `Geometry` with vertex colours (see the module docstring)."""
+    from facet3d.plugins.triangle_splatting.scene import sh_to_rgb
+
+    def np_(t) -> np.ndarray:
+        return t.detach().cpu().numpy()
+
+    rgb = np.clip(np_(sh_to_rgb(scene.sh_dc)).astype(np.float32), 0.0, 1.0)
+    keep = None
+    if opaque:
+        keep = np_(scene.triangle_opacity()) >= min_opacity
+    if scene.form == "ts+":
+        verts = np_(scene.vertices).astype(np.float64)
+        faces = np_(scene.faces).astype(np.int64).reshape(-1, 3)
+        if keep is not None:
+            faces = faces[keep]
+        colors = rgb
+    else:
+        tri = np_(scene.triangles).astype(np.float64)
+        if keep is not None:
+            tri, rgb = tri[keep], rgb[keep]
+        n = tri.shape[0]
+        verts = tri.reshape(-1, 3)
+        faces = np.arange(3 * n, dtype=np.int64).reshape(n, 3)
+        colors = np.repeat(rgb, 3, axis=0)
+    if len(faces) == 0:
+        why = f" with opacity >= {min_opacity:g}" if opaque else ""
+        raise GeometryError(f"the scene has no triangles{why}: nothing to export")
+    return Geometry(verts, faces, colors=colors, meta={"source": f"triangle-splatting {scene.form}"})
