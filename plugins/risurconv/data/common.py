@@ -16,6 +16,8 @@ import numpy as np
 
 from facet3d.core.errors import GeometryError, InputError
 
+from .cache import map_items
+
 DROPOUT_MAX = 0.875  # official random_point_dropout
 SCALE_RANGE = (0.8, 1.25)
 SHIFT_RANGE = 0.1
@@ -190,6 +192,21 @@ class PointDataset:
              "classes": self.num_classes, "task": self.task}
         d.update(self.info)
         return d
+
+
+def prepare_arrays(fn: Any, items: list[Any], names: list[str], labels: Any, workers: int, what: str,
+                   desc: str, with_parts: bool = False) -> dict[str, np.ndarray]:
+    """Run ``fn`` over ``items`` (in ``workers`` processes), drop the failures, stack the rest.
+
+    fn(item) -> (xyz [N,3], normals [N,3][, parts [N]]); labels: [len(items)] class ids.
+    Returns {"xyz" [M,N,3], "normals" [M,N,3], "labels" [M] (, "parts" [M,N])} for the M good items.
+    """
+    good, keep = stack_samples(map_items(fn, items, workers, desc), names, what)
+    out = {"xyz": np.stack([g[0] for g in good]), "normals": np.stack([g[1] for g in good]),
+           "labels": np.asarray(labels, dtype=np.int64)[keep]}
+    if with_parts:
+        out["parts"] = np.stack([g[2] for g in good])
+    return out
 
 
 def stack_samples(results: list[Any], names: list[str], what: str) -> tuple[list[Any], list[int]]:

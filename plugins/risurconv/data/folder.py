@@ -16,8 +16,8 @@ import numpy as np
 
 from facet3d.core.errors import InputError, UsageError
 
-from .cache import cached, map_items
-from .common import PointDataset, prepare_geometry, stable_seed, stack_samples
+from .cache import cached
+from .common import PointDataset, prepare_geometry, stable_seed, prepare_arrays
 
 TEST_EVERY = 5
 
@@ -72,10 +72,8 @@ def load(data_dir: str | Path, split: str = "train", num_points: int = 1024, cac
     files, labels, classes = list_files(data_dir, split)
 
     def build() -> dict[str, np.ndarray]:
-        res = map_items(partial(_load_one, num_points=num_points), files, workers, f"folder {split}")
-        good, keep = stack_samples(res, [str(f) for f in files], "folder")
-        return {"xyz": np.stack([g[0] for g in good]), "normals": np.stack([g[1] for g in good]),
-                "labels": np.asarray(labels, dtype=np.int64)[keep]}
+        return prepare_arrays(partial(_load_one, num_points=num_points), files, [str(f) for f in files], labels,
+                              workers, "folder", f"folder {split}")
 
     arrays = cached(f"folder-{split}", files, {"n": num_points}, build, data_dir=data_dir, cache_dir=cache_dir,
                     use_cache=use_cache)

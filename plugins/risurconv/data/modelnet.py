@@ -19,8 +19,8 @@ import numpy as np
 
 from facet3d.core.errors import InputError, UsageError
 
-from .cache import cached, map_items
-from .common import PointDataset, fps_numpy, normalize_points, prepare_geometry, stable_seed, stack_samples, unit
+from .cache import cached
+from .common import PointDataset, fps_numpy, normalize_points, prepare_geometry, stable_seed, prepare_arrays, unit
 
 
 def _find_resampled_root(data_dir: Path) -> Path:
@@ -70,10 +70,8 @@ def load_resampled(data_dir: str | Path, split: str = "train", num_points: int =
         raise InputError(f"{missing[0]}: listed in {split_file.name} but missing ({len(missing)} missing)")
 
     def build() -> dict[str, np.ndarray]:
-        res = map_items(partial(_read_txt, num_points=num_points, sample=sample), files, workers, f"{tag} {split}")
-        good, keep = stack_samples(res, [str(f) for f in files], tag)
-        return {"xyz": np.stack([g[0] for g in good]), "normals": np.stack([g[1] for g in good]),
-                "labels": np.asarray(labels, dtype=np.int64)[keep]}
+        return prepare_arrays(partial(_read_txt, num_points=num_points, sample=sample), files, [str(f) for f in files],
+                              labels, workers, tag, f"{tag} {split}")
 
     arrays = cached(f"{tag}-{split}", files, {"n": num_points, "sample": sample}, build,
                     data_dir=root, cache_dir=cache_dir, use_cache=use_cache)
@@ -113,10 +111,8 @@ def load_off(data_dir: str | Path, split: str = "train", num_points: int = 1024,
     files, labels, classes = off_files(data_dir, split)
 
     def build() -> dict[str, np.ndarray]:
-        res = map_items(partial(_read_mesh, num_points=num_points), files, workers, f"modelnet-off {split}")
-        good, keep = stack_samples(res, [str(f) for f in files], "modelnet-off")
-        return {"xyz": np.stack([g[0] for g in good]), "normals": np.stack([g[1] for g in good]),
-                "labels": np.asarray(labels, dtype=np.int64)[keep]}
+        return prepare_arrays(partial(_read_mesh, num_points=num_points), files, [str(f) for f in files], labels,
+                              workers, "modelnet-off", f"modelnet-off {split}")
 
     arrays = cached(f"modelnet-off-{split}", files, {"n": num_points}, build, data_dir=data_dir,
                     cache_dir=cache_dir, use_cache=use_cache)

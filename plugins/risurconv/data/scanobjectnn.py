@@ -21,8 +21,8 @@ import numpy as np
 
 from facet3d.core.errors import InputError, UsageError
 
-from .cache import cached, map_items
-from .common import fps_numpy, normalize_points, PointDataset, stack_samples, unit
+from .cache import cached
+from .common import fps_numpy, normalize_points, PointDataset, prepare_arrays, unit
 
 CLASSES = ["bag", "bin", "box", "cabinet", "chair", "desk", "display", "door", "shelf", "table", "bed", "pillow",
            "sink", "sofa", "toilet"]
@@ -84,11 +84,9 @@ def load(data_dir: str | Path, split: str = "train", num_points: int = 1024, var
         raise InputError(f"{path}: labels outside 0..{len(CLASSES) - 1}")
 
     def build() -> dict[str, np.ndarray]:
-        res = map_items(partial(_prepare, num_points=num_points, normal_k=normal_k), list(clouds), workers,
-                        f"scanobjectnn {split} (normals)")
-        good, keep = stack_samples(res, [f"{path.name}[{i}]" for i in range(len(res))], "scanobjectnn")
-        return {"xyz": np.stack([g[0] for g in good]), "normals": np.stack([g[1] for g in good]),
-                "labels": labels[keep]}
+        return prepare_arrays(partial(_prepare, num_points=num_points, normal_k=normal_k), list(clouds),
+                              [f"{path.name}[{i}]" for i in range(len(clouds))], labels, workers, "scanobjectnn",
+                              f"scanobjectnn {split} (normals)")
 
     arrays = cached(f"scanobjectnn-{path.stem}", [path], {"n": num_points, "k": normal_k}, build,
                     data_dir=path.parent, cache_dir=cache_dir, use_cache=use_cache)

@@ -18,8 +18,8 @@ import numpy as np
 
 from facet3d.core.errors import InputError, UsageError
 
-from .cache import cached, map_items
-from .common import PointDataset, normalize_points, stable_seed, stack_samples, unit
+from .cache import cached
+from .common import PointDataset, normalize_points, stable_seed, prepare_arrays, unit
 
 CATEGORIES = ["Airplane", "Bag", "Cap", "Car", "Chair", "Earphone", "Guitar", "Knife", "Lamp", "Laptop", "Motorbike",
               "Mug", "Pistol", "Rocket", "Skateboard", "Table"]
@@ -87,10 +87,8 @@ def load(data_dir: str | Path, split: str = "trainval", num_points: int = 2048, 
         raise InputError(f"{missing[0]}: listed in the split but missing ({len(missing)} missing)")
 
     def build() -> dict[str, np.ndarray]:
-        res = map_items(partial(_read, num_points=num_points), items, workers, f"shapenet-part {split}")
-        good, keep = stack_samples(res, [str(p) for p, _ in items], "shapenet-part")
-        return {"xyz": np.stack([g[0] for g in good]), "normals": np.stack([g[1] for g in good]),
-                "parts": np.stack([g[2] for g in good]), "labels": np.asarray(labels, dtype=np.int64)[keep]}
+        return prepare_arrays(partial(_read, num_points=num_points), items, [str(p) for p, _ in items], labels,
+                              workers, "shapenet-part", f"shapenet-part {split}", with_parts=True)
 
     arrays = cached(f"shapenet-part-{split}", [p for p, _ in items], {"n": num_points}, build, data_dir=root,
                     cache_dir=cache_dir, use_cache=use_cache)
