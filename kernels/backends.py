@@ -1,5 +1,8 @@
 """The built-in kernel backends, returned by the geometry plugin's ``facet3d_kernel_backends``.
 
+Ops: ``knn`` (triton, scipy, torch), ``fps`` (triton, open3d, torch), ``gather`` (triton, torch)
+and ``trisplat`` (the triangle-splatting rasterizer: triton, torch).
+
 Implementations are ``"module:attr"`` strings so that listing backends imports neither triton
 nor scipy. Priorities: triton (GPU) > scipy (CPU, large clouds) > torch reference (anywhere).
 Triton backends set ``interpreter_ok`` so tests can run them on CPU under TRITON_INTERPRET=1;
@@ -14,7 +17,7 @@ _K = "facet3d.kernels"
 
 
 def builtin_backends() -> list[Backend]:
-    """Every built-in backend of the ops knn, fps and gather."""
+    """Every built-in backend of the ops knn, fps, gather and trisplat."""
     triton = dict(devices=("cuda",), requires=("triton",), interpreter_ok=True)
     return [
         # knn(query [B,M,3], points [B,N,3], k, query_lengths, point_lengths) -> (dists, idx)
@@ -34,4 +37,8 @@ def builtin_backends() -> list[Backend]:
         Backend(op="gather", name="triton", impl=f"{_K}.gather.triton_impl:gather_triton", priority=100,
                 dtypes=("float32", "float16", "bfloat16"), check=f"{_K}.gather.triton_impl:check", **triton),
         Backend(op="gather", name="torch", impl=f"{_K}.gather.reference:gather_torch", priority=0),
+        # trisplat(verts_cam [N,3,3], K [3,3], colors [N,C]|[N,3,C], opacity [N], sigma, image_size, ...) -> dict
+        Backend(op="trisplat", name="triton", impl=f"{_K}.trisplat.triton_impl:rasterize_triangles_triton",
+                priority=100, dtypes=("float32",), check=f"{_K}.trisplat.triton_impl:check", **triton),
+        Backend(op="trisplat", name="torch", impl=f"{_K}.trisplat.reference:rasterize_triangles", priority=0),
     ]

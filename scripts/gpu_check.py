@@ -147,15 +147,115 @@ def gather_case(B, N, M, K, C, dtype=torch.float32):
     return run
 
 
+def timed_budget(fn, repeats=5, slow_s=1.0, very_slow_s=5.0):
+    """Like `timed`, but a slow call is timed once (or not repeated at all when very slow after its
+    warmup), so the 1M-triangle reference keeps the script within budget."""
+    from facet3d.core.bench import time_repeats
+
+    if DRY:
+        return time_repeats(fn, repeats=1, warmup=0)[0]
+    sync = torch.cuda.synchronize
+    t0 = time.perf_counter()
+    fn()  # warmup (compiles)
+    sync()
+    first = time.perf_counter() - t0
+    if first > very_slow_s:
+        return first
+    if first > slow_s:
+        return time_repeats(fn, repeats=1, warmup=0, sync=sync)[0]
+    return timed(fn, repeats)
+
+
+def trisplat_scene(N, H, W, per_vertex=False, seed=7):
+    """N small random triangles in the view frustum of an H x W camera (focal W): a few pixels each."""
+    g = torch.Generator().manual_seed(seed)
+    f = float(W)
+    z = 2.0 + 8.0 * torch.rand(N, generator=g)
+    sx, sy = torch.rand(N, generator=g) - 0.5, torch.rand(N, generator=g) - 0.5
+    c = torch.stack([sx * W / f * z, sy * H / f * z, z], -1)
+    size = (3.0 + 6.0 * torch.rand(N, 1, 1, generator=g)) * z[:, None, None] / f  # ~3-9 px
+    v = c[:, None] + size * torch.randn(N, 3, 3, generator=g)
+    col = torch.rand(N, 3, 3, generator=g) if per_vertex else torch.rand(N, 3, generator=g)
+    op = 0.2 + 0.8 * torch.rand(N, generator=g)
+    sg = 0.5 + 1.5 * torch.rand(N, generator=g)
+    K = torch.tensor([[f, 0.0, (W - 1) / 2], [0.0, f, (H - 1) / 2], [0.0, 0.0, 1.0]])
+    return [x.to(DEV) for x in (v, K, col, op, sg)]
+
+
+_TS_KEYS = ("rgb", "alpha", "depth", "depth_acc", "normal")
+
+
+def _ts_loss(out, w):
+    return sum((out[k] * w[k]).sum() for k in _TS_KEYS)
+
+
+def trisplat_case(N, H, W, per_vertex=False, compare=True, time_ref=True):
+    """Triton rasterizer vs the torch reference: outputs + gradients (when `compare`), forward and
+    forward+backward timings (reference timed once when slow; skipped when `time_ref` is False)."""
+    def run():
+        from facet3d.kernels.trisplat.reference import rasterize_triangles as ref
+        from facet3d.kernels.trisplat.triton_impl import rasterize_triangles_triton as tri
+
+        v, K, col, op, sg = trisplat_scene(N, H, W, per_vertex)
+        bg = torch.tensor([0.1, 0.2, 0.3], device=DEV)
+        leaves = [x.requires_grad_() for x in (v, col, op, sg)]
+        row = {"N": N, "H": H, "W": W, "per_vertex": per_vertex}
+        ok = True
+        o1 = tri(v, K, col, op, sg, (H, W), bg)  # compiles
+        gen = torch.Generator().manual_seed(3)
+        w = {k: torch.randn(o1[k].shape, generator=gen).to(DEV) for k in _TS_KEYS}
+        if compare:
+            o0 = ref(v, K, col, op, sg, (H, W), bg)
+            out_err = max(((o0[k] - o1[k]).abs().max() / o0[k].abs().max().clamp_min(1.0)).item() for k in _TS_KEYS)
+            mw_err = (o0["max_weight"] - o1["max_weight"]).abs().max().item()
+            # pixels whose contributors differ (alpha or T within rounding of a threshold) are rare
+            bad_px = ((o0["rgb"] - o1["rgb"]).abs().amax(-1) > 1e-3).float().mean().item()
+            g0 = torch.autograd.grad(_ts_loss(o0, w), leaves)
+            g1 = torch.autograd.grad(_ts_loss(o1, w), leaves)
+            grad_err = {n: ((a - b).abs().max() / a.abs().max().clamp_min(1e-12)).item()
+                        for n, a, b in zip(("verts", "colors", "opacity", "sigma"), g0, g1)}
+            ok = out_err < 1e-3 and bad_px < 1e-3 and max(grad_err.values()) < 1e-2 and \
+                all(torch.isfinite(x).all() for x in g1)
+            row.update(max_out_err=out_err, max_weight_err=mw_err, bad_pixel_frac=bad_px, grad_rel_err=grad_err)
+        with torch.no_grad():
+            t_tri = timed_budget(lambda: tri(v, K, col, op, sg, (H, W), bg))
+        t_tri_b = timed_budget(lambda: torch.autograd.grad(_ts_loss(tri(v, K, col, op, sg, (H, W), bg), w), leaves))
+        row.update(triton_fwd_ms=t_tri * 1e3, triton_fwdbwd_ms=t_tri_b * 1e3, triton_ms=t_tri_b * 1e3)
+        if time_ref:
+            with torch.no_grad():
+                t_ref = timed_budget(lambda: ref(v, K, col, op, sg, (H, W), bg), repeats=3)
+            row.update(ref_fwd_ms=t_ref * 1e3)
+            try:  # the reference keeps every covered (pixel, triangle) pair for autograd: may not fit
+                t_ref_b = timed_budget(lambda: torch.autograd.grad(_ts_loss(ref(v, K, col, op, sg, (H, W), bg), w),
+                                                                   leaves), repeats=3)
+                row.update(ref_fwdbwd_ms=t_ref_b * 1e3, ref_ms=t_ref_b * 1e3)
+            except torch.cuda.OutOfMemoryError as exc:
+                row.update(ref_fwdbwd_error=f"OutOfMemoryError: {str(exc)[:200]}", ref_ms=t_ref * 1e3,
+                           triton_ms=t_tri * 1e3)  # speedup column: forward only
+                torch.cuda.empty_cache()
+        detail = f"fwd {t_tri * 1e3:.1f} ms, fwd+bwd {t_tri_b * 1e3:.1f} ms"
+        if time_ref:
+            detail += f" (ref {row['ref_fwd_ms']:.0f} / {row.get('ref_fwdbwd_ms', float('nan')):.0f} ms)"
+        if compare:
+            detail += f"; |dout| {out_err:.1e}, bad px {bad_px:.1e}, |dg|rel {max(grad_err.values()):.1e}"
+        if not time_ref:
+            row.pop("triton_ms")  # no reference: no speedup column
+        return {"ok": ok, **row, "detail": detail}
+    return run
+
+
 def dispatch_case():
     from facet3d.kernels.dispatch import pick
 
     q = rand(1, 10, 3)
     idx = torch.zeros(1, 2, 2, dtype=torch.int64, device=DEV)
-    names = [pick("knn", q, q, 2, None, None)[0].name, pick("gather", q, idx)[0].name]
+    tris = rand(4, 3, 3) + torch.tensor([0.0, 0.0, 2.0], device=DEV)
+    K = torch.eye(3, device=DEV)
+    names = [pick("knn", q, q, 2, None, None)[0].name, pick("gather", q, idx)[0].name,
+             pick("trisplat", tris, K, rand(4, 3), rand(4), 1.0, (8, 8))[0].name]
     # On CUDA automatic dispatch must pick Triton; on the CPU dry run it must keep the CPU paths
     # (the interpreter is only used when asked for by name).
-    expected_auto = ["triton", "triton"] if not DRY else [n for n in names if n != "triton"]
+    expected_auto = ["triton"] * 3 if not DRY else [n for n in names if n != "triton"]
     forced = pick("knn", q, q, 2, None, None, backend="triton")[0].name
     return {"ok": names == expected_auto and forced == "triton", "detail": f"auto on {DEV}: {names}; forced: {forced}"}
 
@@ -176,6 +276,8 @@ def main() -> int:
         check("fps dry", fps_case(2, 100, 10))
         check("gather dry", gather_case(2, 50, 8, 4, 5))
         check("gather fp16 dry", gather_case(2, 50, 8, 4, 3, torch.float16))
+        check("trisplat dry 24x40 N30", trisplat_case(30, 24, 40))
+        check("trisplat dry per-vertex", trisplat_case(20, 24, 40, per_vertex=True))
     else:
         check("knn B8 N16384 M4096 k16", knn_case(8, 16384, 4096, 16))
         check("knn B8 N16384 M4096 k32", knn_case(8, 16384, 4096, 32))
@@ -185,6 +287,15 @@ def main() -> int:
         check("fps B32 N2048 -> 512", fps_case(32, 2048, 512))
         check("gather B8 N16384 M4096 K32 C64", gather_case(8, 16384, 4096, 32, 64))
         check("gather fp16 B8 N4096 M1024 K16 C3", gather_case(8, 4096, 1024, 16, 3, torch.float16))
+        # trisplat: correctness at a moderate size, then timings (reference timed once when slow)
+        check("trisplat 360x640 N50k", trisplat_case(50_000, 360, 640))
+        check("trisplat 360x640 N50k per-vertex", trisplat_case(50_000, 360, 640, per_vertex=True))
+        check("trisplat 720x1280 N200k", trisplat_case(200_000, 720, 1280, compare=False))
+        if time.perf_counter() - T0 < 120:  # the reference at 1M triangles can take many seconds
+            check("trisplat 720x1280 N1M", trisplat_case(1_000_000, 720, 1280, compare=False))
+        else:
+            check("trisplat 720x1280 N1M (triton only)", trisplat_case(1_000_000, 720, 1280, compare=False,
+                                                                       time_ref=False))
     total = time.perf_counter() - T0
     print(f"total {total:.1f} s; {sum(r.get('ok', False) for r in ROWS)}/{len(ROWS)} ok")
     out = os.environ.get("OUT")

@@ -14,7 +14,9 @@ Other conventions handled here:
 
 * Blender / NeRF (``transforms.json``): 4x4 camera-to-world matrices with OpenGL axes (x right,
   y up, z backward).  ``c2w_cv = c2w_gl @ diag(1, -1, -1, 1)``; ``fx = W / (2 tan(fov_x / 2))``,
-  principal point at (W/2, H/2) unless K is given.  See `from_blender`, `to_blender`,
+  principal point at the image centre unless K is given: ((W - 1)/2, (H - 1)/2) in this module's
+  integer-pixel-centre convention (Blender renders with the optical axis through the centre of the
+  image rectangle [-0.5, W - 0.5]; (W/2, H/2) would be half a pixel off).  See `from_blender`, `to_blender`,
   `from_nerf_transforms`.
 * COLMAP ``images.txt``: ``qvec`` (w, x, y, z) and ``tvec`` are the world-to-camera R and t of
   this module as they are.  See `from_colmap`, `to_colmap`.
@@ -119,6 +121,25 @@ class Cameras:
         return Cameras(self.K.to(device, dtype), self.R.to(device, dtype), self.t.to(device, dtype), size,
                        self.names, dtype=dtype)
 
+    def resized(self, height: int, width: int) -> "Cameras":
+        """The same cameras for images resampled to ``height x width`` (every camera; needs image_size).
+
+        K's rows scale with the size ratios; pixel centres sit at integer coordinates, so the
+        principal point maps as ``u' = (u + 0.5) * s - 0.5`` (the image edges -0.5 and W - 0.5 map
+        to -0.5 and W' - 0.5).
+        """
+        if self.image_size is None:
+            raise GeometryError("resized needs cameras with an image size")
+        K = self.K.clone()
+        sx = width / self.width.to(K.dtype)
+        sy = height / self.height.to(K.dtype)
+        K[:, 0, 0] *= sx
+        K[:, 0, 1] *= sx
+        K[:, 0, 2] = (K[:, 0, 2] + 0.5) * sx - 0.5
+        K[:, 1, 1] *= sy
+        K[:, 1, 2] = (K[:, 1, 2] + 0.5) * sy - 0.5
+        return Cameras(K, self.R, self.t, (int(height), int(width)), self.names, dtype=K.dtype, device=self.device)
+
     @property
     def width(self) -> Tensor | None:
         """``[B]`` int64 image widths (None when unknown)."""
@@ -207,7 +228,8 @@ class Cameras:
         """Blender/NeRF camera-to-world ``[B, 4, 4]`` (or ``[B, 3, 4]``; OpenGL axes) -> `Cameras`.
 
         Give either ``fov_x`` (horizontal field of view, radians, with ``width`` and ``height``;
-        square pixels, principal point at the image centre) or ``K [B, 3, 3]`` / ``[3, 3]``.
+        square pixels, principal point at the image centre ((W - 1)/2, (H - 1)/2)) or ``K [B, 3, 3]``
+        / ``[3, 3]``.
         """
         M = _batched(c2w, 2, dtype, None)
         if M.shape[-2:] not in ((4, 4), (3, 4)):
@@ -218,7 +240,8 @@ class Cameras:
             if fov_x is None or width is None or height is None:
                 raise GeometryError("from_blender needs K, or fov_x with width and height")
             f = 0.5 * width / torch.tan(0.5 * torch.as_tensor(fov_x, dtype=dtype))
-            K = intrinsics_matrix(f, f, width / 2.0, height / 2.0, dtype=dtype)
+            # the image spans [-0.5, W - 0.5]: its centre is (W - 1) / 2 with integer pixel centres
+            K = intrinsics_matrix(f, f, (width - 1) / 2.0, (height - 1) / 2.0, dtype=dtype)
         R = R_c2w.transpose(1, 2)
         t = -(R @ C[..., None])[..., 0]
         size = None if width is None or height is None else (int(height), int(width))

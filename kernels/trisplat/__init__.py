@@ -1,18 +1,36 @@
-"""Triangle-splatting rasterizer: `rasterize_triangles` (torch reference now; Triton kernel to come).
+"""Triangle-splatting rasterizer: `rasterize_triangles` through the backend dispatcher.
 
-The reference (`facet3d.kernels.trisplat.reference`) is the source of truth and the CPU path; a
-future ``triton_impl.py`` mirrors its signature and is registered as a `Backend` of op
-``"trisplat"`` (kernels/backends.py), then this function dispatches through
-`facet3d.kernels.dispatch.call` like knn/fps.
+Backends (see facet3d.kernels.backends, op ``"trisplat"``): ``triton`` (CUDA, float32; soft mode
+in Triton kernels, hard mode through the reference) and ``torch``
+(`facet3d.kernels.trisplat.reference`, the source of truth, any device and dtype).
 """
 
 from __future__ import annotations
 
+from torch import Tensor
+
+from facet3d.kernels.trisplat.reference import CHUNK_ELEMS
+
 __all__ = ["rasterize_triangles"]
 
 
-def rasterize_triangles(*args, **kwargs):
-    """See `facet3d.kernels.trisplat.reference.rasterize_triangles` (same signature)."""
-    from facet3d.kernels.trisplat.reference import rasterize_triangles as ref
+def rasterize_triangles(verts_cam: Tensor, K: Tensor, colors: Tensor, opacity: Tensor, sigma,
+                        image_size: tuple[int, int], background=None, tile: int = 16, hard: bool = False,
+                        near: float = 0.2, min_size: float | None = None, max_size: float = 1600.0,
+                        min_inradius: float | None = None, chunk_elems: int = CHUNK_ELEMS,
+                        backend: str | None = None) -> dict[str, Tensor]:
+    """Render one view of N triangles; see `facet3d.kernels.trisplat.reference.rasterize_triangles`.
 
-    return ref(*args, **kwargs)
+    verts_cam: Tensor   # [N, 3, 3] camera-space vertices
+    K: Tensor           # [3, 3] intrinsics
+    colors: Tensor      # [N, C] or [N, 3, C] per-vertex
+    opacity: Tensor     # [N]
+    sigma: Tensor|float # [N] or scalar
+    backend: str        # force "torch" / "triton" (else FACET3D_BACKEND_TRISPLAT or the best one)
+    returns dict: rgb, alpha, depth, depth_acc, normal, max_weight, n_touched (as the reference)
+    """
+    from facet3d.kernels.dispatch import call
+
+    # every tensor is passed positionally so the dispatcher's device/dtype checks see it
+    return call("trisplat", verts_cam, K, colors, opacity, sigma, image_size, background, tile, hard, near,
+                min_size, max_size, min_inradius, chunk_elems, backend=backend)

@@ -67,6 +67,8 @@ pairs of one chunk.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -76,6 +78,7 @@ __all__ = ["rasterize_triangles", "preprocess", "composite_weights", "window", "
 ALPHA_MAX = 0.99
 ALPHA_MIN = 1.0 / 255.0
 T_STOP = 1e-4
+_LOG_T_STOP = math.log(T_STOP)
 MIN_OPACITY = 0.01
 FOOTPRINT_ALPHA = 0.01
 EDGE_ON_COS = 1e-3
@@ -196,30 +199,6 @@ def _cross(o: Tensor, q: Tensor, r: Tensor) -> Tensor:
     return (q[..., 0] - o[..., 0]) * (r[..., 1] - o[..., 1]) - (q[..., 1] - o[..., 1]) * (r[..., 0] - o[..., 0])
 
 
-def _covered(pix: Tensor, lines: Tensor, tri_idx: Tensor, pad: Tensor, kblock: int):
-    """(t, p, k) of every pixel ``pix[t, p]`` inside triangle ``tri_idx[t, k]``, in lexicographic order."""
-    nt, P = pix.shape[:2]
-    K = tri_idx.shape[1]
-    found = []
-    with torch.no_grad():
-        for k0 in range(0, K, kblock):
-            ln = lines[tri_idx[:, k0:k0 + kblock].clamp_min(0)]  # [nt, kb, 3, 3]
-            phi = None
-            for e in range(3):
-                Le = pix[:, :, None, 0] * ln[:, None, :, e, 0] + pix[:, :, None, 1] * ln[:, None, :, e, 1] \
-                    + ln[:, None, :, e, 2]
-                phi = Le if phi is None else torch.maximum(phi, Le)
-            inside = (phi <= 0) & ~pad[:, None, k0:k0 + kblock]
-            idx = inside.nonzero()
-            idx[:, 2] += k0
-            found.append(idx)
-    idx = torch.cat(found) if len(found) > 1 else found[0]
-    if len(found) > 1:
-        key = (idx[:, 0] * P + idx[:, 1]) * K + idx[:, 2]
-        idx = idx[torch.argsort(key)]
-    return idx.unbind(1)
-
-
 def _tile_pairs(bbox: Tensor, valid: Tensor, depth: Tensor, H: int, W: int, tile: int):
     """(tile id, triangle id) pairs sorted by (tile, depth, triangle id); tiles_x, tiles_y."""
     tx_n, ty_n = (W + tile - 1) // tile, (H + tile - 1) // tile
@@ -253,6 +232,161 @@ def _tile_pairs(bbox: Tensor, valid: Tensor, depth: Tensor, H: int, W: int, tile
     tid, tri = tid[order], tri[order]
     order = torch.sort(tid, stable=True).indices
     return tid[order], tri[order], tx_n, ty_n
+
+
+def _pixel_rects(bbox: Tensor, valid: Tensor, uv: Tensor, H: int, W: int, tile: int):
+    """Per triangle, the rectangle of pixel centres worth testing: the tiles its footprint touches
+    (exactly `_tile_pairs`' rule) intersected with the triangle's own bounding box (pixels outside
+    it fail ``all L_i <= 0``), so the pairs equal those of a per-tile traversal.
+
+    returns (idx [n] triangles with a non-empty rectangle, x0, y0, x1, y1 [n] inclusive, tiles [N])
+    """
+    N = bbox.shape[0]
+    fx0 = torch.ceil(bbox[:, 0])
+    fy0 = torch.ceil(bbox[:, 1])
+    fx1 = torch.floor(bbox[:, 2])
+    fy1 = torch.floor(bbox[:, 3])
+    ok = valid & (fx0 <= W - 1) & (fx1 >= 0) & (fy0 <= H - 1) & (fy1 >= 0) & (fx0 <= fx1) & (fy0 <= fy1)
+    tx0 = torch.div(fx0.clamp(0, W - 1), tile, rounding_mode="floor")
+    tx1 = torch.div(fx1.clamp(0, W - 1), tile, rounding_mode="floor")
+    ty0 = torch.div(fy0.clamp(0, H - 1), tile, rounding_mode="floor")
+    ty1 = torch.div(fy1.clamp(0, H - 1), tile, rounding_mode="floor")
+    tiles = torch.where(ok, (tx1 - tx0 + 1) * (ty1 - ty0 + 1), torch.zeros_like(tx0)).long()
+    lo, hi = uv.amin(1), uv.amax(1)
+    x0 = torch.maximum(tx0 * tile, torch.ceil(lo[:, 0]).clamp(min=0))
+    x1 = torch.minimum(((tx1 + 1) * tile - 1).clamp(max=W - 1), torch.floor(hi[:, 0]).clamp(max=W - 1))
+    y0 = torch.maximum(ty0 * tile, torch.ceil(lo[:, 1]).clamp(min=0))
+    y1 = torch.minimum(((ty1 + 1) * tile - 1).clamp(max=H - 1), torch.floor(hi[:, 1]).clamp(max=H - 1))
+    ok &= (x0 <= x1) & (y0 <= y1)
+    idx = ok.nonzero().flatten()
+    return idx, x0[idx].long(), y0[idx].long(), x1[idx].long(), y1[idx].long(), tiles
+
+
+def _covered_pairs(lines: Tensor, idx: Tensor, x0, y0, x1, y1, W: int, chunk_elems: int):
+    """Every (triangle, pixel) with the pixel centre inside the triangle (all L_i <= 0), no autograd.
+
+    Rectangles are enumerated in chunks of at most ``chunk_elems`` candidate pixels (one huge
+    triangle is cut in row bands), so memory stays bounded.  returns (tri [M], pix [M] = y W + x).
+    """
+    tris, pixs = [], []
+    w, h = x1 - x0 + 1, y1 - y0 + 1
+    area = w * h
+    # huge rectangles: split into row bands so no single rectangle exceeds the chunk
+    rows = torch.clamp(chunk_elems // w.clamp_min(1), min=1)
+    nb = (h + rows - 1) // rows
+    if bool((nb > 1).any()):
+        rep = torch.repeat_interleave(torch.arange(idx.numel(), device=idx.device), nb)
+        first = torch.cumsum(nb, 0) - nb
+        band = torch.arange(rep.numel(), device=idx.device) - first[rep]
+        y0b = y0[rep] + band * rows[rep]
+        y1b = torch.minimum(y0b + rows[rep] - 1, y1[rep])
+        idx, x0, x1, y0, y1 = idx[rep], x0[rep], x1[rep], y0b, y1b
+        w, h = x1 - x0 + 1, y1 - y0 + 1
+        area = w * h
+    csum = torch.cumsum(area, 0)
+    start = 0
+    n = idx.numel()
+    while start < n:
+        # the largest run of rectangles whose areas sum to <= chunk_elems
+        base = int(csum[start - 1]) if start else 0
+        end = int(torch.searchsorted(csum, torch.tensor(base + chunk_elems, device=csum.device), right=True))
+        end = max(end, start + 1)
+        a = area[start:end]
+        cnt = int(a.sum())
+        r = torch.repeat_interleave(torch.arange(start, end, device=idx.device), a)
+        off = torch.arange(cnt, device=idx.device) - (torch.cumsum(a, 0) - a).repeat_interleave(a)
+        xs = x0[r] + off % w[r]
+        ys = y0[r] + torch.div(off, w[r], rounding_mode="floor")
+        t = idx[r]
+        ln = lines[t]  # [c, 3, 3]
+        px, py = xs.to(ln.dtype), ys.to(ln.dtype)
+        L = px[:, None] * ln[..., 0] + py[:, None] * ln[..., 1] + ln[..., 2]
+        inside = (L <= 0).all(-1)
+        tris.append(t[inside])
+        pixs.append(ys[inside] * W + xs[inside])
+        start = end
+    if not tris:
+        e = torch.zeros(0, dtype=torch.long, device=lines.device)
+        return e, e
+    return torch.cat(tris), torch.cat(pixs)
+
+
+def _segment_weights(alpha: Tensor, seg_start: Tensor, stop_after: bool) -> Tensor:
+    """`composite_weights` over pairs already sorted into per-pixel runs (front to back).
+
+    alpha [M]; seg_start [M] index of the first pair of each pair's pixel run.  Transmittance is
+    the exclusive product of (1 - alpha) within the run, computed as exp of a float64 cumulative
+    sum of log(1 - alpha) (differences of a global cumsum, exact enough in float64).
+    """
+    a64 = alpha.to(torch.float64)
+    lg = torch.log((1.0 - a64).clamp_min(1e-300))  # alpha = 1 (hard mode): log 0 -> -690, T -> 0
+    cs = torch.cumsum(lg, 0)
+    base = torch.where(seg_start > 0, cs[(seg_start - 1).clamp_min(0)], torch.zeros_like(cs))
+    incl = cs - base
+    excl = incl - lg
+    T_excl = torch.exp(excl)
+    keep = (excl if stop_after else incl).detach() >= _LOG_T_STOP
+    w = torch.where(keep, a64 * T_excl, torch.zeros_like(a64))
+    return w.to(alpha.dtype)
+
+
+def _rasterize_pairs(pre: dict, verts_cam: Tensor, colors: Tensor, opacity: Tensor, sigma: Tensor, bg: Tensor,
+                     H: int, W: int, tile: int, hard: bool, chunk_elems: int):
+    """Flat (pixel, triangle) implementation of the tile traversal (see the module docstring)."""
+    dev, dtype = verts_cam.device, verts_cam.dtype
+    N = verts_cam.shape[0]
+    C = colors.shape[-1]
+    per_vertex = colors.ndim == 3
+    lines, phi_s, uv = pre["lines"], pre["phi_s"], pre["uv"]
+    with torch.no_grad():
+        idx, x0, y0, x1, y1, n_touched = _pixel_rects(pre["bbox"], pre["valid"], uv.detach(), H, W, tile)
+        # rank of every triangle in the per-tile order (centroid depth, ties -> lower index)
+        rank = torch.empty(N, dtype=torch.long, device=dev)
+        rank[torch.sort(pre["depth"].detach(), stable=True).indices] = torch.arange(N, device=dev)
+        t_, p_ = _covered_pairs(lines.detach(), idx, x0, y0, x1, y1, W, chunk_elems)
+    acc = torch.zeros(H * W, C + 5, dtype=dtype, device=dev)
+    max_weight = torch.zeros(N, dtype=dtype, device=dev)
+    if t_.numel():
+        # differentiable evaluation on the covered pairs only
+        px = torch.stack([(p_ % W).to(dtype), torch.div(p_, W, rounding_mode="floor").to(dtype)], -1)
+        ln = lines[t_]
+        L = px[:, None, 0] * ln[..., 0] + px[:, None, 1] * ln[..., 1] + ln[..., 2]
+        if hard:
+            a = opacity.clamp(max=1.0)[t_]
+        else:
+            I, _ = window(L, phi_s[t_], sigma[t_])
+            a = torch.minimum(opacity[t_] * I, torch.full((), ALPHA_MAX, dtype=dtype, device=dev))
+        keep = (a >= ALPHA_MIN).detach()
+        if not bool(keep.all()):
+            t_, p_, px, a = t_[keep], p_[keep], px[keep], a[keep]
+    if t_.numel():
+        tuv = uv[t_]
+        Av, Bv, Cv = tuv[:, 0], tuv[:, 1], tuv[:, 2]
+        area = _cross(Av, Bv, Cv)
+        area = torch.where(area.abs() > 1e-30, area, torch.ones_like(area))
+        lam = torch.stack([_cross(px, Bv, Cv), _cross(Av, px, Cv), _cross(Av, Bv, px)], -1) / area[:, None]
+        wz = lam / verts_cam[..., 2][t_]
+        zpix = 1.0 / wz.sum(-1)
+        with torch.no_grad():
+            if hard:  # per-pixel order by the plane depth at the pixel (ties -> tile order)
+                order = torch.sort(rank[t_], stable=True).indices
+                order = order[torch.sort(zpix.detach()[order], stable=True).indices]
+            else:
+                order = torch.sort(rank[t_]).indices  # ranks are unique: no ties
+            order = order[torch.sort(p_[order], stable=True).indices]
+            ps = p_[order]
+            newrun = torch.ones_like(ps, dtype=torch.bool)
+            newrun[1:] = ps[1:] != ps[:-1]
+            run_id = torch.cumsum(newrun.long(), 0) - 1
+            seg_start = newrun.nonzero().flatten()[run_id]
+        w = torch.empty_like(a).index_put((order,), _segment_weights(a[order], seg_start, stop_after=hard))
+        col = ((wz * zpix[:, None])[..., None] * colors[t_]).sum(1) if per_vertex else colors[t_]
+        vals = torch.cat([w[:, None] * col, w[:, None], (w * zpix)[:, None], w[:, None] * pre["normal"][t_]], -1)
+        acc = acc.index_add(0, p_, vals)
+        max_weight = max_weight.scatter_reduce(0, t_, w.detach(), reduce="amax")
+    acc = torch.cat([acc[:, :C] + (1.0 - acc[:, C:C + 1]) * bg, acc[:, C:]], -1)
+    img = acc.reshape(H, W, C + 5)
+    return img, max_weight, n_touched
 
 
 def _check(verts_cam, K, colors, opacity, image_size, tile) -> None:
@@ -298,116 +432,14 @@ def rasterize_triangles(verts_cam: Tensor, K: Tensor, colors: Tensor, opacity: T
     sigma = torch.as_tensor(sigma, dtype=dtype, device=dev).expand(N) if not isinstance(sigma, Tensor) \
         or sigma.ndim == 0 else sigma.to(dtype)
     opacity = opacity.to(dtype)
-    per_vertex = colors.ndim == 3
     C = colors.shape[-1]
     bg = torch.zeros(C, dtype=dtype, device=dev) if background is None else \
         torch.as_tensor(background, dtype=dtype, device=dev).reshape(C)
 
     pre = preprocess(verts_cam, K, opacity, sigma, hard, near, min_size, max_size, min_inradius)
-    tid, tri, tx_n, ty_n = _tile_pairs(pre["bbox"], pre["valid"], pre["depth"], H, W, tile)
-    n_tiles, P = tx_n * ty_n, tile * tile
-    counts = torch.bincount(tid, minlength=n_tiles)
-    starts = torch.cumsum(counts, 0) - counts
-    n_touched = torch.bincount(tri, minlength=N)
-
-    # pixel centres of every tile: [P, 2] offsets
-    py, px = torch.meshgrid(torch.arange(tile, device=dev), torch.arange(tile, device=dev), indexing="ij")
-    offs = torch.stack([px.flatten(), py.flatten()], -1)
-
-    lines, phi_s, uv = pre["lines"], pre["phi_s"], pre["uv"]
-    z = verts_cam[..., 2]
-    alpha_tri = opacity.clamp(max=1.0) if hard else opacity
-    nonempty = (counts > 0).nonzero().flatten().tolist()
-    counts_l = counts.tolist()
-    normal_tri = pre["normal"]
-
-    out_ids, out_vals, maxw_ids, maxw_w = [], [], [], []
-    i = 0
-    while i < len(nonempty):
-        # greedy chunk of tiles with at most chunk_elems (pixel, triangle) candidate pairs
-        j, kmax = i, 0
-        while j < len(nonempty):
-            k2 = max(kmax, counts_l[nonempty[j]])
-            if j > i and (j - i + 1) * P * k2 > chunk_elems:
-                break
-            kmax, j = k2, j + 1
-        tiles = nonempty[i:j]
-        i = j
-        nt = len(tiles)
-        t_ids = torch.tensor(tiles, device=dev)
-        # padded [nt, kmax] triangle ids in depth order (-1 = padding)
-        ar = torch.arange(kmax, device=dev)
-        pos = starts[t_ids][:, None] + ar[None]
-        pad = ar[None] >= counts[t_ids][:, None]
-        tri_idx = torch.where(pad, torch.full_like(pos, -1), tri[pos.clamp(max=tri.numel() - 1)])
-        origin = torch.stack([t_ids % tx_n, t_ids // tx_n], -1) * tile
-        pix = (origin[:, None, :] + offs[None]).to(dtype)  # [nt, P, 2] pixel centres
-        # 1) dense coverage test, no autograd: which (pixel, triangle) pairs have all L_i <= 0;
-        #    the triangle axis is cut in blocks so one crowded tile stays within chunk_elems
-        t_, p_, k_ = _covered(pix, lines.detach(), tri_idx, pad, max(1, chunk_elems // (nt * P)))
-        if t_.numel() == 0:
-            continue
-        # 2) sparse, differentiable evaluation on the covered pairs only
-        tid_ = tri_idx[t_, k_]
-        px = pix[t_, p_]  # [M, 2]
-        ln = lines[tid_]  # [M, 3, 3]
-        L = px[:, None, 0] * ln[..., 0] + px[:, None, 1] * ln[..., 1] + ln[..., 2]
-        if hard:
-            a = alpha_tri[tid_]
-        else:
-            I, _ = window(L, phi_s[tid_], sigma[tid_])
-            a = torch.minimum(alpha_tri[tid_] * I, torch.full((), ALPHA_MAX, dtype=dtype, device=dev))
-        keep = (a >= ALPHA_MIN).detach()
-        if not bool(keep.all()):
-            t_, p_, tid_, px, a = t_[keep], p_[keep], tid_[keep], px[keep], a[keep]
-        if t_.numel() == 0:
-            continue
-        # perspective-correct barycentrics and the plane's z at the pixel
-        tuv = uv[tid_]  # [M, 3, 2]
-        Av, Bv, Cv = tuv[:, 0], tuv[:, 1], tuv[:, 2]
-        area = _cross(Av, Bv, Cv)
-        area = torch.where(area.abs() > 1e-30, area, torch.ones_like(area))
-        lam = torch.stack([_cross(px, Bv, Cv), _cross(Av, px, Cv), _cross(Av, Bv, px)], -1) / area[:, None]
-        wz = lam / z[tid_]
-        zpix = 1.0 / wz.sum(-1)  # [M]
-        # 3) per-pixel lists, padded to the longest: [npix, kin]
-        pid = t_ * P + p_
-        npix = nt * P
-        cnt = torch.bincount(pid, minlength=npix)
-        first = torch.cumsum(cnt, 0) - cnt
-        slot = torch.arange(pid.numel(), device=dev) - first[pid]
-        kin = int(cnt.max())
-        A_ = torch.zeros(npix, kin, dtype=dtype, device=dev).index_put((pid, slot), a)
-        if hard:
-            key = torch.full((npix, kin), float("inf"), dtype=dtype, device=dev).index_put((pid, slot), zpix.detach())
-            order = torch.argsort(key, dim=-1, stable=True)
-            ws = composite_weights(torch.gather(A_, -1, order), stop_after=True)
-            Wd = torch.zeros_like(ws).scatter(-1, order, ws)
-        else:
-            Wd = composite_weights(A_)
-        w = Wd[pid, slot]  # [M] blending weight of every pair
-        if per_vertex:
-            col = ((wz * zpix[:, None])[..., None] * colors[tid_]).sum(1)
-        else:
-            col = colors[tid_]
-        vals = torch.cat([w[:, None] * col, w[:, None], (w * zpix)[:, None], w[:, None] * normal_tri[tid_]], -1)
-        acc = torch.zeros(npix, C + 5, dtype=dtype, device=dev).index_add(0, pid, vals)
-        acc = torch.cat([acc[:, :C] + (1.0 - acc[:, C:C + 1]) * bg, acc[:, C:]], -1)
-        out_ids.append(t_ids)
-        out_vals.append(acc.reshape(nt, P, C + 5))
-        maxw_ids.append(tid_)
-        maxw_w.append(w.detach())
-    Cc = C + 5
-    full = torch.zeros(n_tiles, P, Cc, dtype=dtype, device=dev)
-    full[..., :C] = bg
-    if out_ids:
-        full = full.index_copy(0, torch.cat(out_ids), torch.cat(out_vals))
-    img = full.reshape(ty_n, tx_n, tile, tile, Cc).permute(0, 2, 1, 3, 4).reshape(ty_n * tile, tx_n * tile, Cc)[:H, :W]
+    img, max_weight, n_touched = _rasterize_pairs(pre, verts_cam, colors, opacity, sigma, bg, H, W, tile, hard,
+                                                  chunk_elems)
     rgb, alpha, dacc, nrm = img[..., :C], img[..., C], img[..., C + 1], img[..., C + 2:]
     depth = torch.where(alpha > 0, dacc / torch.where(alpha > 0, alpha, torch.ones_like(alpha)), torch.zeros_like(alpha))
-    max_weight = torch.zeros(N, dtype=dtype, device=dev)
-    if maxw_ids:
-        max_weight = max_weight.scatter_reduce(0, torch.cat(maxw_ids), torch.cat(maxw_w), reduce="amax")
     return dict(rgb=rgb, alpha=alpha, depth=depth, depth_acc=dacc, normal=nrm, max_weight=max_weight,
                 n_touched=n_touched)
-

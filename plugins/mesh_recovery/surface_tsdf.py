@@ -42,7 +42,7 @@ def load_cameras(path: str | Path):
 
     from facet3d.core.structures.cameras import Cameras
 
-    from .colmap import is_colmap_path, read_colmap_cameras
+    from facet3d.core.io.colmap import is_colmap_path, read_colmap_cameras
 
     p = Path(path)
     if not p.exists():

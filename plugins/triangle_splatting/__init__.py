@@ -25,8 +25,10 @@ from facet3d.core.specs import Benchmark, DemoStep
 @hookimpl
 def facet3d_register_commands(app) -> None:
     from facet3d.plugins.triangle_splatting.commands import register
+    from facet3d.plugins.triangle_splatting.fit_cli import register as register_fit
 
     register(app)
+    register_fit(app)
 
 
 @hookimpl

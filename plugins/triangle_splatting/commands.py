@@ -49,9 +49,15 @@ def parse_background(text: str) -> tuple[float, float, float]:
 
 
 def _camera_file(path: Path) -> Path:
-    """A camera JSON file, or the one camera file inside a folder."""
+    """A camera JSON file, or the one camera file inside a folder; a COLMAP model (folder, ``sparse/0``
+    under a dataset root, or one of its cameras/images/points3D files) -> its model folder."""
+    from facet3d.core.io.colmap import find_colmap_model
+
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
+    model = find_colmap_model(path)
+    if model is not None:
+        return model
     if path.is_file():
         return path
     for name in ("cameras.json", *_NERF_CANDIDATES):
@@ -61,19 +67,30 @@ def _camera_file(path: Path) -> Path:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise InputError(f"{path}: folder has no camera JSON (cameras.json or transforms_*.json)")
+        raise InputError(f"{path}: folder has no camera JSON (cameras.json or transforms_*.json) "
+                         "nor COLMAP model (cameras + images .txt/.bin, sparse/0)")
     raise UsageError(f"{path}: several JSON files ({', '.join(p.name for p in found[:4])}); pass one with --cameras")
 
 
 def load_cameras(path: Path, size: Optional[tuple[int, int]]):
-    """Core camera JSON or Blender/NeRF ``transforms_*.json`` -> `Cameras` (float64).
+    """Core camera JSON, Blender/NeRF ``transforms_*.json`` or COLMAP model -> `Cameras` (float64).
 
     NeRF files given another ``size`` get the NeRF intrinsics of that size (f from camera_angle_x,
-    principal point (W/2, H/2)); core JSON cameras are rescaled later by `resize_cameras`.
+    principal point at the image centre); core JSON and COLMAP cameras are rescaled later by
+    `resize_cameras`.  COLMAP lens distortion is ignored with a warning on stderr.
     """
     from facet3d.core.structures.cameras import Cameras
 
     f = _camera_file(path)
+    if f.is_dir():  # a COLMAP model folder
+        from facet3d.cli.console import err
+        from facet3d.core.io.colmap import read_colmap_cameras
+
+        cams = read_colmap_cameras(f)
+        if getattr(cams, "meta_distortion", False):
+            err.print(f"facet3d: warning: {f}: the COLMAP cameras have lens distortion; it is ignored "
+                      "(undistort the images first)", soft_wrap=True, markup=False)
+        return cams
     try:
         data = json.loads(f.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -87,7 +104,7 @@ def load_cameras(path: Path, size: Optional[tuple[int, int]]):
                              "give --size when the images are absent)") from exc
         if size is not None and tuple(cams.image_size[0].tolist()) != tuple(size):
             # NeRF convention: K follows from camera_angle_x and the image size (principal point
-            # at (W/2, H/2)), so rebuild it for the requested size rather than rescaling K
+            # at the image centre), so rebuild it for the requested size rather than rescaling K
             cams = Cameras.from_blender(cams.to_blender(), fov_x=cams.fov_x(), width=size[1], height=size[0],
                                         names=cams.names)
         return cams
@@ -97,7 +114,7 @@ def load_cameras(path: Path, size: Optional[tuple[int, int]]):
 def resize_cameras(cams, size: Optional[tuple[int, int]]):
     """Set every camera's image size to ``size`` (H, W), scaling K when it differs from the camera's own.
 
-    Pixel centres sit at integer coordinates, so ``u' = (u + 0.5) s - 0.5``.
+    Pixel centres sit at integer coordinates, so ``u' = (u + 0.5) s - 0.5`` (`Cameras.resized`).
     """
     import torch
 
@@ -108,16 +125,9 @@ def resize_cameras(cams, size: Optional[tuple[int, int]]):
             raise UsageError("the cameras have no image size; give --size WxH")
         return cams
     H, W = size
-    K = cams.K.clone()
-    if cams.image_size is not None:
-        sy = H / cams.height.to(K.dtype)
-        sx = W / cams.width.to(K.dtype)
-        K[:, 0, 0] *= sx
-        K[:, 0, 1] *= sx
-        K[:, 0, 2] = (K[:, 0, 2] + 0.5) * sx - 0.5
-        K[:, 1, 1] *= sy
-        K[:, 1, 2] = (K[:, 1, 2] + 0.5) * sy - 0.5
-    return Cameras(K, cams.R, cams.t, torch.tensor([H, W]), cams.names, dtype=cams.K.dtype)
+    if cams.image_size is None:
+        return Cameras(cams.K, cams.R, cams.t, torch.tensor([H, W]), cams.names, dtype=cams.K.dtype)
+    return cams.resized(H, W)
 
 
 def view_names(names: list[str]) -> list[str]:

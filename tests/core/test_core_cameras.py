@@ -75,14 +75,15 @@ def test_blender_roundtrip_and_direct_opengl_projection():
     cams = Cameras.from_blender(c2w, fov_x=fov, width=W, height=H)
     assert np.allclose(cams.to_blender().numpy(), c2w, atol=1e-12)
     assert np.allclose(cams.fov_x().numpy(), fov)
-    # project by hand in OpenGL camera space: camera looks down -z, +y is up in the image
+    # project by hand in OpenGL camera space: camera looks down -z, +y is up in the image; the optical
+    # axis goes through the image centre, ((W - 1)/2, (H - 1)/2) with integer pixel centres
     f = 0.5 * W / math.tan(fov / 2)
     X = rng.normal(size=(40, 3))
     px, depth = cams.project(X)
     for b in range(4):
         xg = (np.linalg.inv(c2w[b]) @ np.c_[X, np.ones(40)].T).T[:, :3]
-        u = W / 2 + f * xg[:, 0] / -xg[:, 2]
-        v = H / 2 - f * xg[:, 1] / -xg[:, 2]
+        u = (W - 1) / 2 + f * xg[:, 0] / -xg[:, 2]
+        v = (H - 1) / 2 - f * xg[:, 1] / -xg[:, 2]
         assert np.allclose(px[b].numpy(), np.c_[u, v], atol=1e-8)
         assert np.allclose(depth[b].numpy(), -xg[:, 2])
 
@@ -157,3 +158,28 @@ def test_look_at():
     assert torch.allclose(px[0, 0], torch.tensor([50.0, 50.0], dtype=torch.float64))
     assert px[0, 1, 1] < 50  # world up is image up (smaller v)
     assert torch.isclose(depth[0, 0], torch.tensor(5.0, dtype=torch.float64))
+
+
+def test_blender_principal_point_is_the_image_centre():
+    """The rays through the left / right image edges (u = -0.5 and W - 0.5) make +-fov_x/2 with the axis."""
+    W, H, fov = 64, 48, 0.9
+    cams = Cameras.from_blender(np.eye(4)[None], fov_x=fov, width=W, height=H)
+    assert np.allclose(cams.K[0, :2, 2].numpy(), [(W - 1) / 2, (H - 1) / 2])
+    _, d = cams.rays(torch.tensor([[-0.5, (H - 1) / 2], [W - 0.5, (H - 1) / 2], [(W - 1) / 2, -0.5]]))
+    ang = torch.atan2(d[0, :, 0], -d[0, :, 2])
+    assert np.allclose(ang[:2].numpy(), [-fov / 2, fov / 2], atol=1e-12)
+    fov_y = 2 * math.atan(H / W * math.tan(fov / 2))
+    assert math.isclose(float(torch.atan2(d[0, 2, 1], -d[0, 2, 2])), fov_y / 2, abs_tol=1e-12)  # top edge: +y
+
+
+def test_resized_keeps_the_image_edges():
+    """Resampling maps the image rectangle [-0.5, W - 0.5] onto [-0.5, W' - 0.5]: same rays through the edges."""
+    cams = Cameras.from_blender(np.eye(4)[None], fov_x=0.8, width=200, height=150)
+    small = cams.resized(75, 100)
+    assert small.image_size.tolist() == [[75, 100]]
+    ref = Cameras.from_blender(np.eye(4)[None], fov_x=0.8, width=100, height=75)
+    assert torch.allclose(small.K, ref.K)
+    X = torch.tensor([[0.3, -0.2, -3.0], [-1.0, 0.5, -4.0]])
+    big_px, _ = cams.project(X)
+    small_px, _ = small.project(X)
+    assert torch.allclose((small_px + 0.5) * 2 - 0.5, big_px)

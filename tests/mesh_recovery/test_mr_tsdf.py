@@ -28,7 +28,7 @@ def ring_cameras(g, n: int = VIEWS) -> Cameras:
         eye = c + 1.2 * diag * d
         r = look_at_R(eye, c, (0, 0, 1) if abs(d[2]) < 0.95 else (0, 1, 0)).numpy()
         R.append(r), t.append(-r @ eye)
-    K = intrinsics_matrix(180.0, 180.0, W / 2, H / 2).numpy()  # core from_blender puts (cx, cy) at (W/2, H/2)
+    K = intrinsics_matrix(180.0, 180.0, (W - 1) / 2, (H - 1) / 2).numpy()  # the image centre, as core from_blender
     return Cameras(np.repeat(K[None], n, 0), np.array(R), np.array(t), (H, W), names=[f"v{j:02d}.png" for j in range(n)])
 
 

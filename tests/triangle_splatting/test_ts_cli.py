@@ -122,7 +122,7 @@ def test_render_nerf_folder_with_rescale(cli, sample_data, tmp_path):
     r = cli("render", str(sample_data / FUZE), "--cameras", str(tmp_path / "ds"), "--size", "64x48",
             "--out", str(out), "--save-depth")
     assert r.returncode == 0, r.stderr
-    ref = Cameras.from_blender(c2w, fov_x=fov_x, width=64, height=48)  # principal point W/2, H/2
+    ref = Cameras.from_blender(c2w, fov_x=fov_x, width=64, height=48)  # principal point at the image centre
     _check_against_o3d(geom, ref, out, ["r_0", "r_1"], require_alpha=False)
 
 
