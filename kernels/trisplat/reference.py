@@ -265,8 +265,10 @@ def _pixel_rects(bbox: Tensor, valid: Tensor, uv: Tensor, H: int, W: int, tile: 
 def _covered_pairs(lines: Tensor, idx: Tensor, x0, y0, x1, y1, W: int, chunk_elems: int):
     """Every (triangle, pixel) with the pixel centre inside the triangle (all L_i <= 0), no autograd.
 
-    Rectangles are enumerated in chunks of at most ``chunk_elems`` candidate pixels (one huge
-    triangle is cut in row bands), so memory stays bounded.  returns (tri [M], pix [M] = y W + x).
+    Per (triangle, row) of its rectangle a scanline interval bounds the candidates (about the
+    covered pixels plus one at each end), which the exact ``L_i <= 0`` test then filters.
+    Rectangles go in chunks of at most ``chunk_elems`` pixels (one huge triangle is cut in row
+    bands), so memory stays bounded.  returns (tri [M], pix [M] = y W + x).
     """
     tris, pixs = [], []
     w, h = x1 - x0 + 1, y1 - y0 + 1
@@ -291,14 +293,32 @@ def _covered_pairs(lines: Tensor, idx: Tensor, x0, y0, x1, y1, W: int, chunk_ele
         base = int(csum[start - 1]) if start else 0
         end = int(torch.searchsorted(csum, torch.tensor(base + chunk_elems, device=csum.device), right=True))
         end = max(end, start + 1)
-        a = area[start:end]
-        cnt = int(a.sum())
-        r = torch.repeat_interleave(torch.arange(start, end, device=idx.device), a)
-        off = torch.arange(cnt, device=idx.device) - (torch.cumsum(a, 0) - a).repeat_interleave(a)
-        xs = x0[r] + off % w[r]
-        ys = y0[r] + torch.div(off, w[r], rounding_mode="floor")
-        t = idx[r]
-        ln = lines[t]  # [c, 3, 3]
+        # scanline: per (triangle, row) the x-interval where every edge line is <= 0, widened
+        # by a hair so rounding never loses a pixel; the exact test below decides
+        hh = h[start:end]
+        r = torch.repeat_interleave(torch.arange(start, end, device=idx.device), hh)
+        ys = y0[r] + (torch.arange(r.numel(), device=idx.device) - (torch.cumsum(hh, 0) - hh).repeat_interleave(hh))
+        ln = lines[idx[r]]  # [R, 3, 3]
+        nx = ln[..., 0]
+        c = ln[..., 1] * ys.to(ln.dtype)[:, None] + ln[..., 2]
+        bound = -c / torch.where(nx == 0, torch.ones_like(nx), nx)
+        inf = torch.full_like(bound, float("inf"))
+        xl = torch.where(nx < 0, bound, -inf).amax(-1)
+        xr = torch.where(nx > 0, bound, inf).amin(-1)
+        empty = ((nx == 0) & (c > 0)).any(-1)
+        slack = 1e-3 + 1e-6 * (xl.abs().clamp(max=1e7) + xr.abs().clamp(max=1e7))
+        xa = torch.maximum(torch.ceil(xl - slack).clamp(min=-1, max=W).long(), x0[r])
+        xb = torch.minimum(torch.floor(xr + slack).clamp(min=-1, max=W).long(), x1[r])
+        cnt_row = torch.where(empty, torch.zeros_like(xa), (xb - xa + 1).clamp_min(0))
+        cnt = int(cnt_row.sum())
+        if cnt == 0:
+            start = end
+            continue
+        rr = torch.repeat_interleave(torch.arange(r.numel(), device=idx.device), cnt_row)
+        xs = xa[rr] + (torch.arange(cnt, device=idx.device) - (torch.cumsum(cnt_row, 0) - cnt_row).repeat_interleave(cnt_row))
+        ys = ys[rr]
+        t = idx[r[rr]]
+        ln = ln[rr]
         px, py = xs.to(ln.dtype), ys.to(ln.dtype)
         L = px[:, None] * ln[..., 0] + py[:, None] * ln[..., 1] + ln[..., 2]
         inside = (L <= 0).all(-1)
@@ -330,63 +350,90 @@ def _segment_weights(alpha: Tensor, seg_start: Tensor, stop_after: bool) -> Tens
     return w.to(alpha.dtype)
 
 
+def _pair_alpha(L: Tensor, t: Tensor, opacity: Tensor, sigma: Tensor, phi_s: Tensor, hard: bool) -> Tensor:
+    """alpha of (pixel, triangle) pairs from their edge values ``L [M, 3]``."""
+    if hard:
+        return opacity.clamp(max=1.0)[t]
+    I, _ = window(L, phi_s[t], sigma[t])
+    return torch.minimum(opacity[t] * I, torch.full((), ALPHA_MAX, dtype=L.dtype, device=L.device))
+
+
+def _pair_geometry(uv: Tensor, z: Tensor, t: Tensor, px: Tensor) -> tuple[Tensor, Tensor]:
+    """Perspective-correct barycentric weights over z (``lam / z``, [M, 3]) and the plane's z at the pixel [M]."""
+    tuv = uv[t]
+    Av, Bv, Cv = tuv[:, 0], tuv[:, 1], tuv[:, 2]
+    area = _cross(Av, Bv, Cv)
+    area = torch.where(area.abs() > 1e-30, area, torch.ones_like(area))
+    lam = torch.stack([_cross(px, Bv, Cv), _cross(Av, px, Cv), _cross(Av, Bv, px)], -1) / area[:, None]
+    wz = lam / z[t]
+    return wz, 1.0 / wz.sum(-1)
+
+
+def _edge_values(lines: Tensor, t: Tensor, px: Tensor) -> Tensor:
+    ln = lines[t]
+    return px[:, None, 0] * ln[..., 0] + px[:, None, 1] * ln[..., 1] + ln[..., 2]
+
+
+def _runs(p: Tensor) -> Tensor:
+    """For pixel ids ``p [M]`` sorted into runs: the index of each element's run start."""
+    newrun = torch.ones_like(p, dtype=torch.bool)
+    newrun[1:] = p[1:] != p[:-1]
+    return newrun.nonzero().flatten()[torch.cumsum(newrun.long(), 0) - 1]
+
+
 def _rasterize_pairs(pre: dict, verts_cam: Tensor, colors: Tensor, opacity: Tensor, sigma: Tensor, bg: Tensor,
                      H: int, W: int, tile: int, hard: bool, chunk_elems: int):
-    """Flat (pixel, triangle) implementation of the tile traversal (see the module docstring)."""
+    """Flat (pixel, triangle) implementation of the tile traversal (see the module docstring).
+
+    Two passes: without autograd, every covered pair is evaluated, ordered and composited to find
+    the contributors (alpha >= 1/255, before the early stop); then only those are evaluated again
+    with autograd.  Dropped pairs have weight 0 and come after every contributor of their pixel,
+    so values and gradients equal a single differentiable pass, at a fraction of its cost once
+    surfaces become opaque (hard mode: one pair per pixel).
+    """
     dev, dtype = verts_cam.device, verts_cam.dtype
     N = verts_cam.shape[0]
     C = colors.shape[-1]
     per_vertex = colors.ndim == 3
     lines, phi_s, uv = pre["lines"], pre["phi_s"], pre["uv"]
+    z = verts_cam[..., 2]
+    acc = torch.zeros(H * W, C + 5, dtype=dtype, device=dev)
+    max_weight = torch.zeros(N, dtype=dtype, device=dev)
     with torch.no_grad():
         idx, x0, y0, x1, y1, n_touched = _pixel_rects(pre["bbox"], pre["valid"], uv.detach(), H, W, tile)
         # rank of every triangle in the per-tile order (centroid depth, ties -> lower index)
         rank = torch.empty(N, dtype=torch.long, device=dev)
         rank[torch.sort(pre["depth"].detach(), stable=True).indices] = torch.arange(N, device=dev)
         t_, p_ = _covered_pairs(lines.detach(), idx, x0, y0, x1, y1, W, chunk_elems)
-    acc = torch.zeros(H * W, C + 5, dtype=dtype, device=dev)
-    max_weight = torch.zeros(N, dtype=dtype, device=dev)
-    if t_.numel():
-        # differentiable evaluation on the covered pairs only
-        px = torch.stack([(p_ % W).to(dtype), torch.div(p_, W, rounding_mode="floor").to(dtype)], -1)
-        ln = lines[t_]
-        L = px[:, None, 0] * ln[..., 0] + px[:, None, 1] * ln[..., 1] + ln[..., 2]
-        if hard:
-            a = opacity.clamp(max=1.0)[t_]
-        else:
-            I, _ = window(L, phi_s[t_], sigma[t_])
-            a = torch.minimum(opacity[t_] * I, torch.full((), ALPHA_MAX, dtype=dtype, device=dev))
-        keep = (a >= ALPHA_MIN).detach()
-        if not bool(keep.all()):
+        if t_.numel():
+            px = torch.stack([(p_ % W).to(dtype), torch.div(p_, W, rounding_mode="floor").to(dtype)], -1)
+            a = _pair_alpha(_edge_values(lines.detach(), t_, px), t_, opacity.detach(), sigma.detach(),
+                            phi_s.detach(), hard)
+            keep = a >= ALPHA_MIN
             t_, p_, px, a = t_[keep], p_[keep], px[keep], a[keep]
-    if t_.numel():
-        tuv = uv[t_]
-        Av, Bv, Cv = tuv[:, 0], tuv[:, 1], tuv[:, 2]
-        area = _cross(Av, Bv, Cv)
-        area = torch.where(area.abs() > 1e-30, area, torch.ones_like(area))
-        lam = torch.stack([_cross(px, Bv, Cv), _cross(Av, px, Cv), _cross(Av, Bv, px)], -1) / area[:, None]
-        wz = lam / verts_cam[..., 2][t_]
-        zpix = 1.0 / wz.sum(-1)
-        with torch.no_grad():
+        if t_.numel():
             if hard:  # per-pixel order by the plane depth at the pixel (ties -> tile order)
+                _, zpix = _pair_geometry(uv.detach(), z.detach(), t_, px)
                 order = torch.sort(rank[t_], stable=True).indices
-                order = order[torch.sort(zpix.detach()[order], stable=True).indices]
+                order = order[torch.sort(zpix[order], stable=True).indices]
             else:
                 order = torch.sort(rank[t_]).indices  # ranks are unique: no ties
             order = order[torch.sort(p_[order], stable=True).indices]
-            ps = p_[order]
-            newrun = torch.ones_like(ps, dtype=torch.bool)
-            newrun[1:] = ps[1:] != ps[:-1]
-            run_id = torch.cumsum(newrun.long(), 0) - 1
-            seg_start = newrun.nonzero().flatten()[run_id]
-        w = torch.empty_like(a).index_put((order,), _segment_weights(a[order], seg_start, stop_after=hard))
+            t_, p_, px, a = t_[order], p_[order], px[order], a[order]
+            w0 = _segment_weights(a, _runs(p_), stop_after=hard)
+            live = w0 > 0  # a prefix of every pixel's run
+            t_, p_, px = t_[live], p_[live], px[live]
+    if t_.numel():
+        # differentiable pass over the contributors, already in compositing order
+        a = _pair_alpha(_edge_values(lines, t_, px), t_, opacity, sigma, phi_s, hard)
+        wz, zpix = _pair_geometry(uv, z, t_, px)
+        w = _segment_weights(a, _runs(p_), stop_after=True)  # every pair here contributes
         col = ((wz * zpix[:, None])[..., None] * colors[t_]).sum(1) if per_vertex else colors[t_]
         vals = torch.cat([w[:, None] * col, w[:, None], (w * zpix)[:, None], w[:, None] * pre["normal"][t_]], -1)
         acc = acc.index_add(0, p_, vals)
         max_weight = max_weight.scatter_reduce(0, t_, w.detach(), reduce="amax")
     acc = torch.cat([acc[:, :C] + (1.0 - acc[:, C:C + 1]) * bg, acc[:, C:]], -1)
-    img = acc.reshape(H, W, C + 5)
-    return img, max_weight, n_touched
+    return acc.reshape(H, W, C + 5), max_weight, n_touched
 
 
 def _check(verts_cam, K, colors, opacity, image_size, tile) -> None:

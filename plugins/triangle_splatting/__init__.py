@@ -5,15 +5,15 @@ Modules (imported lazily; this module imports neither torch nor open3d):
 * `scene`  - `TriangleScene` (TS free triangles / TS+ shared vertices), SH colour, mesh
   conversion, PLY save/load (layout: docs/triangle_splat_ply.md);
 * `render` - `render(scene, cameras, ...)` over a batch of `Cameras`, `orbit_cameras`;
-* the rasterizer itself lives in `facet3d.kernels.trisplat` (torch reference; Triton later);
+* the rasterizer itself lives in `facet3d.kernels.trisplat` (torch reference = CPU path, Triton on CUDA);
+* `datasets` - Blender / COLMAP multi-view datasets with a held-out split;
+* `model` - trainable parameters, initialisation, densify / prune; `fit` - the training loop;
+  `fit_cli` - ``facet3d fit``;
 * `bench`  - ``facet3d bench ts-render``;
 * `commands` - ``facet3d render`` (scene PLY or mesh -> PNG / depth / alpha per camera) and
   ``facet3d export`` (scene PLY -> coloured mesh .ply / .glb / .obj);
 * `export`  - `scene_to_geometry` (TS+ -> shared mesh, TS -> triangle soup; SH DC colours);
 * `demo`    - the ``triangle-splatting`` step of ``facet3d demo``.
-
-Planned (later sessions): `fit` (training loop, densify/prune, TS+ annealing), Triton kernels,
-more CLI commands.
 """
 
 from __future__ import annotations
@@ -46,4 +46,7 @@ def facet3d_demo_steps() -> list[DemoStep]:
         DemoStep("triangle-splatting", "render a mesh as a hard triangle-splat scene from an orbit, save it as a "
                  "TS+ scene PLY and export it back to a mesh", "facet3d.plugins.triangle_splatting.demo:triangle_splatting",
                  order=300),
+        DemoStep("triangle-splatting-fit", "fit triangles (TS) to the small sample Blender scene for a few hundred "
+                 "iterations; held-out PSNR/SSIM", "facet3d.plugins.triangle_splatting.demo:triangle_splatting_fit",
+                 order=310),
     ]

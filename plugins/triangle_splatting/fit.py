@@ -392,6 +392,15 @@ def fit(dataset, out_dir, cfg: FitConfig, resume: bool = False,
                    eval_split="test" if len(test.names) else "train", eval_views=len(views.names),
                    psnr_views=ev["psnr_views"], ssim_views=ev["ssim_views"], image_size=[H, W],
                    train_views=len(train.names), source=getattr(dataset, "source", None))
+    if cfg.mode == "ts+" and len(views.names):
+        # the exported mesh as a standard engine shows it: opaque triangles with vertex colours
+        from facet3d.plugins.triangle_splatting.export import scene_to_geometry
+        from facet3d.plugins.triangle_splatting.mesh_eval import mesh_metrics
+
+        mm = mesh_metrics(scene_to_geometry(scene), views, dataset.background)
+        metrics.update(mesh_psnr=mm["mesh_psnr"], mesh_ssim=mm["mesh_ssim"], mesh_renderer="open3d RaycastingScene")
+        _save_preview(out / "previews" / "mesh_raycast.png", views.images[0], mm["images"][0])
+        log(f"exported mesh (open3d ray casting): PSNR {mm['mesh_psnr']:.2f} dB  SSIM {mm['mesh_ssim']:.4f}")
     for name, obj in (("metrics.json", metrics), ("log.json", dict(history=history, evals=evals, config=asdict(cfg)))):
         with atomic_output(out / name) as tmp:
             Path(tmp).write_text(json.dumps(obj, indent=1))
