@@ -411,7 +411,18 @@ def _rasterize_pairs(pre: dict, verts_cam: Tensor, colors: Tensor, opacity: Tens
                             phi_s.detach(), hard)
             keep = a >= ALPHA_MIN
             t_, p_, px, a = t_[keep], p_[keep], px[keep], a[keep]
-        if t_.numel():
+        if t_.numel() and hard and bool((a >= 1.0).all()):
+            # opaque z-buffer (meshes): the nearest pair of each pixel is its only contributor;
+            # found with two scatter-min passes instead of sorting every pair
+            _, zpix = _pair_geometry(uv.detach(), z.detach(), t_, px)
+            zmin = torch.full((H * W,), float("inf"), dtype=dtype, device=dev).scatter_reduce(0, p_, zpix, "amin")
+            near_ = zpix == zmin[p_]
+            big = torch.iinfo(torch.long).max
+            rmin = torch.full((H * W,), big, dtype=torch.long, device=dev).scatter_reduce(
+                0, p_, torch.where(near_, rank[t_], torch.full_like(t_, big)), "amin")
+            first = near_ & (rank[t_] == rmin[p_])
+            t_, p_, px = t_[first], p_[first], px[first]
+        elif t_.numel():
             if hard:  # per-pixel order by the plane depth at the pixel (ties -> tile order)
                 _, zpix = _pair_geometry(uv.detach(), z.detach(), t_, px)
                 order = torch.sort(rank[t_], stable=True).indices
