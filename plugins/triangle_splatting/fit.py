@@ -11,7 +11,8 @@ short CPU runs keep its shape:
   400 iterations reach 30.6 dB with it and 24.4 dB with the 30k-iteration rates;
 * SH degree +1 every 1/30 of the run (1k of 30k) up to 3;
 * densify + prune every 1/60 of the run (500 of 30k) from 1/60 to 5/6 (500 -> 25k): prune triangles
-  whose max blending weight over the interval stayed below ``prune_weight`` (only those seen in it)
+  whose max blending weight over the interval stayed below ``prune_weight`` (only those in view of
+  some camera in it: occluded ones go, TS+'s interior Delaunay faces above all)
   or whose opacity fell below 0.005, then grow the count by ``grow`` (1.3x) up to ``max_triangles``;
 * TS+: one global sigma annealed 1.0 -> 0.0001 (log-linear) over the run, opacity floor raised
   0.1 -> 0.9999 between 1/6 and 4/5 of the run (5k -> 24k), so the result is opaque and hard;
@@ -350,7 +351,7 @@ def fit(dataset, out_dir, cfg: FitConfig, resume: bool = False,
         with torch.no_grad():
             mw = o["max_weight"][0]
             maxw = torch.maximum(maxw, mw)
-            seen |= mw > 0
+            seen |= o["n_touched"][0] > 0  # in view (occluded counts: occluded triangles are pruned)
             p = float(psnr(img.detach().clamp(0, 1), gt))
         it += 1
         rec = dict(iteration=it, loss=float(loss.detach()), psnr=p, triangles=len(model))

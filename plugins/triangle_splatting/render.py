@@ -30,7 +30,8 @@ def render(scene, cameras: Cameras, image_size=None, background=(0.0, 0.0, 0.0),
     background: [3]           # colour behind the scene
     hard: bool                # z-buffer limit (alpha cap 1, per-pixel depth order; see kernels/trisplat)
     returns dict: rgb [B, H, W, 3], alpha [B, H, W], depth [B, H, W] (normalised expected z),
-                  depth_acc [B, H, W], normal [B, H, W, 3] (camera frame), max_weight [B, N]
+                  depth_acc [B, H, W], normal [B, H, W, 3] (camera frame), max_weight [B, N],
+                  n_touched [B, N] (tiles each triangle's footprint touches; 0 = culled / off screen)
     """
     from facet3d.kernels.trisplat import rasterize_triangles
 
@@ -46,7 +47,7 @@ def render(scene, cameras: Cameras, image_size=None, background=(0.0, 0.0, 0.0),
     tri = scene.triangle_vertices()
     opacity, sigma = scene.triangle_opacity(), scene.triangle_sigma()
     centers = cams.centers()
-    outs: dict[str, list[Tensor]] = {k: [] for k in _KEYS + ("max_weight",)}
+    outs: dict[str, list[Tensor]] = {k: [] for k in _KEYS + ("max_weight", "n_touched")}
     for b in range(len(cams)):
         vc = tri @ cams.R[b].T + cams.t[b]
         colors = scene.triangle_colors(centers[b])
