@@ -463,6 +463,23 @@ def _check(verts_cam, K, colors, opacity, image_size, tile) -> None:
         raise UsageError(f"bad image_size {tuple(image_size)} or tile {tile}")
 
 
+def normalize_inputs(verts_cam: Tensor, K: Tensor, colors: Tensor, opacity: Tensor, sigma, image_size, background,
+                     tile: int):
+    """Validate the arguments of `rasterize_triangles` (any backend) and bring them to one form.
+
+    returns (H, W, K, opacity [N], sigma [N], background [C]) in verts_cam's dtype and device.
+    """
+    _check(verts_cam, K, colors, opacity, image_size, tile)
+    N = verts_cam.shape[0]
+    dev, dtype = verts_cam.device, verts_cam.dtype
+    sigma = torch.as_tensor(sigma, dtype=dtype, device=dev).expand(N) if not isinstance(sigma, Tensor) \
+        or sigma.ndim == 0 else sigma.to(dtype)
+    C = colors.shape[-1]
+    bg = torch.zeros(C, dtype=dtype, device=dev) if background is None else \
+        torch.as_tensor(background, dtype=dtype, device=dev).reshape(C)
+    return int(image_size[0]), int(image_size[1]), K.to(dtype), opacity.to(dtype), sigma, bg
+
+
 def rasterize_triangles(verts_cam: Tensor, K: Tensor, colors: Tensor, opacity: Tensor, sigma,
                         image_size: tuple[int, int], background=None, tile: int = 16, hard: bool = False,
                         near: float = 0.2, min_size: float | None = None, max_size: float = 1600.0,
@@ -482,18 +499,8 @@ def rasterize_triangles(verts_cam: Tensor, K: Tensor, colors: Tensor, opacity: T
         depth_acc [H, W] (sum of w z, upstream's D), normal [H, W, 3] (sum of w n),
         max_weight [N] (detached), n_touched [N] tiles per triangle (detached)
     """
-    _check(verts_cam, K, colors, opacity, image_size, tile)
-    H, W = int(image_size[0]), int(image_size[1])
-    N = verts_cam.shape[0]
-    dev, dtype = verts_cam.device, verts_cam.dtype
-    K = K.to(dtype)
-    sigma = torch.as_tensor(sigma, dtype=dtype, device=dev).expand(N) if not isinstance(sigma, Tensor) \
-        or sigma.ndim == 0 else sigma.to(dtype)
-    opacity = opacity.to(dtype)
+    H, W, K, opacity, sigma, bg = normalize_inputs(verts_cam, K, colors, opacity, sigma, image_size, background, tile)
     C = colors.shape[-1]
-    bg = torch.zeros(C, dtype=dtype, device=dev) if background is None else \
-        torch.as_tensor(background, dtype=dtype, device=dev).reshape(C)
-
     pre = preprocess(verts_cam, K, opacity, sigma, hard, near, min_size, max_size, min_inradius)
     img, max_weight, n_touched = _rasterize_pairs(pre, verts_cam, colors, opacity, sigma, bg, H, W, tile, hard,
                                                   chunk_elems)

@@ -40,7 +40,8 @@ from triton.language.extra import libdevice
 from torch import Tensor
 
 from facet3d.kernels._util import is_interpreted, triton_refusals
-from facet3d.kernels.trisplat.reference import (ALPHA_MAX, ALPHA_MIN, CHUNK_ELEMS, T_STOP, _check, _tile_pairs,
+from facet3d.kernels.trisplat.reference import (ALPHA_MAX, ALPHA_MIN, CHUNK_ELEMS, T_STOP, _tile_pairs,
+                                                normalize_inputs,
                                                 preprocess, rasterize_triangles)
 
 __all__ = ["rasterize_triangles_triton", "check"]
@@ -403,17 +404,9 @@ def rasterize_triangles_triton(verts_cam: Tensor, K: Tensor, colors: Tensor, opa
     if hard:
         return rasterize_triangles(verts_cam, K, colors, opacity, sigma, image_size, background, tile, hard, near,
                                    min_size, max_size, min_inradius, chunk_elems)
-    _check(verts_cam, K, colors, opacity, image_size, tile)
-    H, W = int(image_size[0]), int(image_size[1])
+    H, W, K, opacity, sigma, bg = normalize_inputs(verts_cam, K, colors, opacity, sigma, image_size, background, tile)
     N = verts_cam.shape[0]
     dev, dtype = verts_cam.device, verts_cam.dtype
-    K = K.to(dtype)
-    sigma = torch.as_tensor(sigma, dtype=dtype, device=dev).expand(N) if not isinstance(sigma, Tensor) \
-        or sigma.ndim == 0 else sigma.to(dtype)
-    opacity = opacity.to(dtype)
-    C = colors.shape[-1]
-    bg = torch.zeros(C, dtype=dtype, device=dev) if background is None else \
-        torch.as_tensor(background, dtype=dtype, device=dev).reshape(C)
 
     pre = preprocess(verts_cam, K, opacity, sigma, False, near, min_size, max_size, min_inradius)
     tid, tri, tx_n, ty_n = _tile_pairs(pre["bbox"], pre["valid"], pre["depth"], H, W, tile)
