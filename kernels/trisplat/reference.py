@@ -55,14 +55,13 @@ perspective-correct barycentrics (TS+ / meshes), flat colours ``[N, C]`` are con
 
 Differentiable by autograd w.r.t. verts_cam (and K), colors, opacity and sigma.
 
-Implementation (what a kernel mirrors per tile): triangles -> (tile, triangle) pairs sorted by
-(tile, centroid depth, index); tiles are processed in chunks of at most ``chunk_elems``
-(pixel, triangle) candidates: (1) a dense, gradient-free coverage test ``all L_i <= 0`` over
-[tiles, 256 pixels, triangles of the tile] (the triangle axis cut in blocks for crowded tiles);
-(2) differentiable evaluation on the covered pairs only (window, alpha, barycentrics, z);
-(3) per-pixel lists padded to the longest list, `composite_weights` along them; (4) index_add of
-``w * (colour, 1, z, normal)`` per pixel.  Memory is bounded by ``chunk_elems`` plus the covered
-pairs of one chunk.
+Implementation: the flat list of (pixel, triangle) pairs a per-tile traversal would visit (a
+Triton kernel walks the same lists tile by tile): per triangle, the pixels of its footprint tiles
+inside its bounding box, bounded by scanline intervals, kept when ``all L_i <= 0`` (no autograd,
+``chunk_elems`` candidates at a time); a gradient-free pass evaluates alpha, orders each pixel's
+pairs (tile order; hard mode: plane depth) and composites them to find the contributors; only
+those are evaluated again under autograd (window, alpha, barycentrics, z), weighted by
+`_segment_weights` and index-added as ``w * (colour, 1, z, normal)`` per pixel.
 """
 
 from __future__ import annotations
@@ -72,7 +71,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["rasterize_triangles", "preprocess", "composite_weights", "window", "ALPHA_MAX", "ALPHA_MIN",
+__all__ = ["rasterize_triangles", "preprocess", "window", "ALPHA_MAX", "ALPHA_MIN",
            "T_STOP", "MIN_OPACITY", "FOOTPRINT_ALPHA"]
 
 ALPHA_MAX = 0.99
@@ -178,20 +177,6 @@ def window(L: Tensor, phi_s: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
     r = (phi / phi_s).clamp_min(1e-30)  # clamp: finite gradients on the edges themselves
     I = torch.where(inside, r ** sigma, torch.zeros_like(r))
     return I, inside
-
-
-def composite_weights(alpha: Tensor, stop_after: bool = False) -> Tensor:
-    """Front-to-back blending weights along the last dim: ``w_k = alpha_k T_k`` for contributors.
-
-    Upstream rule (stop_after=False): triangle k contributes iff ``prod_{j<=k}(1 - alpha_j) >= 1e-4``
-    (it is dropped when it would push T below 1e-4).  stop_after=True: iff ``prod_{j<k} >= 1e-4``
-    (hard mode: the triangle that makes T reach 0 still counts).
-    """
-    one_minus = 1.0 - alpha
-    T_incl = torch.cumprod(one_minus, dim=-1)
-    T_excl = torch.cat([torch.ones_like(T_incl[..., :1]), T_incl[..., :-1]], -1)
-    keep = (T_excl if stop_after else T_incl).detach() >= T_STOP
-    return torch.where(keep, alpha * T_excl, torch.zeros_like(alpha))
 
 
 def _cross(o: Tensor, q: Tensor, r: Tensor) -> Tensor:
@@ -332,7 +317,10 @@ def _covered_pairs(lines: Tensor, idx: Tensor, x0, y0, x1, y1, W: int, chunk_ele
 
 
 def _segment_weights(alpha: Tensor, seg_start: Tensor, stop_after: bool) -> Tensor:
-    """`composite_weights` over pairs already sorted into per-pixel runs (front to back).
+    """Front-to-back blending weights ``w = alpha T`` over pairs sorted into per-pixel runs.
+
+    Upstream rule (stop_after=False): a pair contributes iff T including it is >= 1e-4 (it is
+    dropped when it would push T below 1e-4); stop_after=True (hard mode): iff T before it is.
 
     alpha [M]; seg_start [M] index of the first pair of each pair's pixel run.  Transmittance is
     the exclusive product of (1 - alpha) within the run, computed as exp of a float64 cumulative

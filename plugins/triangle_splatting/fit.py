@@ -178,6 +178,12 @@ def _pixel_world(cameras, center: Tensor) -> float:
     return float((d / f).median())
 
 
+def _scene_at(model: SplatModel, sched: Schedule, it: int):
+    """The activated scene at iteration ``it`` (SH degree, TS+ sigma and opacity floor of the schedule)."""
+    return model.scene(sched.sh_degree(it), sched.sigma(it) if model.form == "ts+" else None,
+                       sched.opacity_floor(it))
+
+
 # ---------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def evaluate(model: SplatModel, views, background: Tensor, sched: Schedule, it: int,
@@ -186,8 +192,7 @@ def evaluate(model: SplatModel, views, background: Tensor, sched: Schedule, it: 
     from facet3d.core.ops.image_metrics import psnr, ssim
     from facet3d.plugins.triangle_splatting.render import render
 
-    scene = model.scene(sched.sh_degree(it), sched.sigma(it) if model.form == "ts+" else None,
-                        sched.opacity_floor(it))
+    scene = _scene_at(model, sched, it)
     n = len(views.names) if max_views is None else min(max_views, len(views.names))
     ps, ss, imgs = [], [], []
     for b in range(n):
@@ -238,8 +243,7 @@ def _render_train(model, sched, it, cam, background, image_size):
     from facet3d.plugins.triangle_splatting.render import render
 
     s = sched.supersample(it)
-    scene = model.scene(sched.sh_degree(it), sched.sigma(it) if model.form == "ts+" else None,
-                        sched.opacity_floor(it))
+    scene = _scene_at(model, sched, it)
     if s == 1:
         return render(scene, cam, background=background)
     H, W = image_size
@@ -379,13 +383,7 @@ def fit(dataset, out_dir, cfg: FitConfig, resume: bool = False,
     save_checkpoint(it, train_time)
     ev = run_eval(it)
     # the final scene as activated values (TS+: at its final sigma and opacity floor)
-    with torch.no_grad():
-        scene = model.scene(sched.sh_degree(it), sched.sigma(it) if model.form == "ts+" else None,
-                            sched.opacity_floor(it))
-        scene = scene.to(dtype=torch.float32)
-        scene = type(scene)(scene.form, scene.sh_dc.detach(), scene.sh_rest.detach(), scene.opacity.detach(),
-                            scene.sigma.detach(), None if scene.triangles is None else scene.triangles.detach(),
-                            None if scene.vertices is None else scene.vertices.detach(), scene.faces)
+    scene = _scene_at(model, sched, it)
     scene.save_ply(out / "scene.ply")
     views = test if len(test.names) else train
     metrics = dict(mode=cfg.mode, iterations=it, requested_iterations=cfg.iters, stopped_early=stopped_early,
