@@ -30,34 +30,36 @@ def _human(summary: dict[str, Any]) -> None:
             out.print(f"  {key}: {value}")
 
 
+def info(
+    files: List[str] = typer.Argument(..., help="Files or folders to describe."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per file."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="Input format (default: detect)."),
+    topology: bool = typer.Option(True, "--topology/--no-topology", help="Watertight/manifold checks for meshes."),
+) -> None:
+    """Describe point cloud and mesh files: counts, bounds, attributes, topology, LAS header.
+
+    \b
+    Examples:
+      facet3d info bunny.ply
+      facet3d info scans/ --json
+      facet3d info sweep.bin --format kitti-bin
+    """
+    from facet3d.cli.batch import expand_inputs, run_batch
+    from facet3d.core.io.api import read
+    from facet3d.core.summary import summarize
+
+    def one(path: Path) -> dict[str, Any]:
+        return summarize(read(path, format=fmt), topology=topology)
+
+    results, failures = run_batch(expand_inputs(files), one, "info")
+    if json_out:
+        print_json(results + [{"path": str(p), "error": m} for p, m in failures])
+    else:
+        for r in results:
+            _human(r)
+    if failures:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("info")
-    def info(
-        files: List[str] = typer.Argument(..., help="Files or folders to describe."),
-        json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per file."),
-        fmt: Optional[str] = typer.Option(None, "--format", "-f", help="Input format (default: detect)."),
-        topology: bool = typer.Option(True, "--topology/--no-topology", help="Watertight/manifold checks for meshes."),
-    ) -> None:
-        """Describe point cloud and mesh files: counts, bounds, attributes, topology, LAS header.
-
-        \b
-        Examples:
-          facet3d info bunny.ply
-          facet3d info scans/ --json
-          facet3d info sweep.bin --format kitti-bin
-        """
-        from facet3d.cli.batch import expand_inputs, run_batch
-        from facet3d.core.io.api import read
-        from facet3d.core.summary import summarize
-
-        def one(path: Path) -> dict[str, Any]:
-            return summarize(read(path, format=fmt), topology=topology)
-
-        results, failures = run_batch(expand_inputs(files), one, "info")
-        if json_out:
-            print_json(results + [{"path": str(p), "error": m} for p, m in failures])
-        else:
-            for r in results:
-                _human(r)
-        if failures:
-            raise typer.Exit(1)
+    app.command("info")(info)

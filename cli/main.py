@@ -35,6 +35,14 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
+def _root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version_callback, is_eager=True,
+                                           help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),  # read by `run` from argv
+) -> None:
+    """facet3d: point clouds, meshes and 3D vision from the shell."""
+
+
 def build_app() -> typer.Typer:
     """The full CLI: core commands, then every plugin's commands."""
     app = typer.Typer(
@@ -46,14 +54,7 @@ def build_app() -> typer.Typer:
         context_settings={"help_option_names": ["-h", "--help"]},
     )
 
-    @app.callback()
-    def _root(
-        version: Optional[bool] = typer.Option(None, "--version", callback=_version_callback, is_eager=True,
-                                               help="Print the version and exit."),
-        debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
-    ) -> None:
-        """facet3d: point clouds, meshes and 3D vision from the shell."""
-
+    app.callback()(_root)
     from facet3d.cli import cmd_bench, cmd_convert, cmd_demo, cmd_info, cmd_models, cmd_pipeline, cmd_plugins
 
     for module in (cmd_info, cmd_convert, cmd_pipeline, cmd_models, cmd_plugins, cmd_bench, cmd_demo):

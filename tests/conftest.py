@@ -43,3 +43,43 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: str | os.PathLik
 @pytest.fixture
 def cli():
     return run_cli
+
+
+# Global state a test may not leave changed: the next test (and the user's process, for library
+# calls) would silently run differently. Restored either way so one leak does not cascade.
+_GUARDED_ENV_PREFIXES = ("FACET3D_", "TRITON_", "OMP_", "MKL_", "CUDA_VISIBLE_DEVICES")
+
+
+def _guarded_state() -> dict[str, object]:
+    state: dict[str, object] = {k: v for k, v in os.environ.items() if k.startswith(_GUARDED_ENV_PREFIXES)}
+    torch = sys.modules.get("torch")
+    if torch is not None:  # only when some test imported it: the startup tests must not pay for it
+        state["torch.num_threads"] = torch.get_num_threads()
+        state["torch.default_dtype"] = torch.get_default_dtype()
+        state["torch.grad_enabled"] = torch.is_grad_enabled()
+    return state
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_global_state(request):
+    before = _guarded_state()
+    yield
+    after = _guarded_state()
+    changed = sorted(k for k in set(before) | set(after) if k in before and before.get(k) != after.get(k)
+                     or k not in before and not k.startswith("torch."))
+    if not changed:
+        return
+    torch = sys.modules.get("torch")
+    for k in changed:  # restore, then fail the test that leaked
+        if k == "torch.num_threads":
+            torch.set_num_threads(before[k])
+        elif k == "torch.default_dtype":
+            torch.set_default_dtype(before[k])
+        elif k == "torch.grad_enabled":
+            torch.set_grad_enabled(before[k])
+        elif k in before:
+            os.environ[k] = before[k]
+        else:
+            os.environ.pop(k, None)
+    pytest.fail(f"{request.node.nodeid} leaked global state: {', '.join(changed)} "
+                "(use monkeypatch, or restore what the code changed)", pytrace=False)

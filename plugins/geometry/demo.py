@@ -24,11 +24,11 @@ def _need(ctx: DemoContext, rel: str) -> Path:
 
 def info(ctx: DemoContext) -> dict[str, Any]:
     """Summarise every readable file in the sample folder into info.json."""
-    from facet3d.cli.batch import expand_inputs
     from facet3d.core.io.api import read
+    from facet3d.core.io.inputs import list_input_files
     from facet3d.core.summary import summarize
 
-    files = expand_inputs([str(ctx.sample_dir)], recursive=True)
+    files, _ = list_input_files([ctx.sample_dir], recursive=True)
     summaries = [summarize(read(p)) for p in files]
     (Path(ctx.out_dir) / "info.json").write_text(json.dumps(summaries, indent=2, default=str))
     return {"files": len(summaries), "report": str(Path(ctx.out_dir) / "info.json")}

@@ -1,9 +1,8 @@
 """Built-in plugin `mesh_recovery`: recover surface meshes from points, depth maps and triangle soups.
 
-Part (a) of mesh recovery: surfaces (modules ``surface_*``: points, TSDF, soup, metrics).  Human
-body mesh recovery (part b) will sit beside it as ``body_*`` modules with their own hooks here.
-Registered like a third-party plugin; everything is referenced by "module:attr" strings, so loading
-the plugin imports neither open3d nor torch.
+Surfaces (modules ``surface_*``: points, TSDF, soup, metrics); ``recover`` is what ``facet3d mesh``
+does and ``cli`` holds the commands only. Registered like a third-party plugin; everything is
+referenced by "module:attr" strings, so loading the plugin imports neither open3d nor torch.
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ from facet3d.core.bench import BenchResult, Timing, time_repeats
 
 def _bunny_points(n: int):
     """``n`` area-uniform points with normals on sample_data's Stanford bunny (an open real mesh)."""
-    from facet3d.cli.cmd_demo import default_sample_dir
     from facet3d.core.errors import Facet3DError
     from facet3d.core.io.api import read
     from facet3d.core.ops.sampling import sample_mesh_surface
+    from facet3d.core.paths import default_sample_dir
 
     sample = default_sample_dir()
     if sample is None or not (sample / "meshes" / "stanford-bunny.obj").is_file():

@@ -17,7 +17,7 @@ _LOAD = f"{_P}.checkpoint:load_model"
 
 @hookimpl
 def facet3d_register_commands(app) -> None:
-    from facet3d.plugins.risurconv.commands import register
+    from facet3d.plugins.risurconv.cli import register
 
     register(app)
 

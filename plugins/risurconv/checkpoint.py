@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from facet3d.core.checkpoints import load_checkpoint, save_safetensors, state_dict_of
-from facet3d.core.errors import CheckpointError
+from facet3d.core.errors import CheckpointError, UsageError
 from facet3d.plugins.risurconv.models import build_model, infer_config
 
 MODELNET40_CLASSES: list[str] = [
@@ -156,3 +156,24 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], meta: Mapping[str
     save_safetensors(model.state_dict(), p, metadata={"task": info["task"], "config": cfg})
     with atomic_output(_sidecar(p)) as tmp:
         tmp.write_text(json.dumps(info, indent=1, sort_keys=True, default=str))
+
+
+def load_for_task(path: str | os.PathLike[str], task: str) -> tuple[nn.Module, dict[str, Any]]:
+    """`load_model`, refusing a checkpoint made for the other task ("classification" / "segmentation")."""
+    from facet3d.plugins.risurconv.predict import task_of
+
+    model, meta = load_model(path)
+    got = task_of(meta)
+    if got != task:
+        raise UsageError(f"{path}: a {got} checkpoint; this command needs a {task} model")
+    return model, meta
+
+
+def pick_category(categories: list[str], category: str | None) -> str | None:
+    """The checkpoint's spelling of ``category`` (matched case-insensitively); None stays None."""
+    if category is None:
+        return None
+    match = [c for c in categories if c.lower() == category.lower()]
+    if not match:
+        raise UsageError(f"unknown category '{category}' (have: {', '.join(categories)})")
+    return match[0]

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from facet3d.core.errors import UsageError
+from facet3d.core.progress import LogFn, ProgressFn, say, tick
 
 ROTATIONS = ("none", "z", "so3")
 
@@ -55,18 +56,15 @@ def loader(dataset, batch_size: int, shuffle: bool = False, workers: int = 0, dr
 
 
 def predict(model, dataset, batch_size: int = 32, rotate: str = "none", seed: int = 0, device: str = "cpu",
-            workers: int = 0, progress_label: str | None = None) -> dict[str, np.ndarray]:
-    """Run ``model`` (eval mode) over ``dataset``.
+            workers: int = 0, progress: ProgressFn | None = None) -> dict[str, np.ndarray]:
+    """Run ``model`` (eval mode) over ``dataset``; `progress` gets (samples done, samples, "eval SPLIT").
 
     Returns classification ``{"pred": [M], "label": [M], "logp": [M, C]}``; segmentation
     ``{"pred": [M, N] (argmax within each shape's category), "parts": [M, N], "label": [M]}``.
     """
     import torch
 
-    from facet3d.cli.console import progress
-
-    if rotate not in ROTATIONS:
-        raise UsageError(f"--rotate must be one of {', '.join(ROTATIONS)}, got '{rotate}'")
+    check_rotation(rotate)
     gen = torch.Generator()
     gen.manual_seed(seed)
     seg = dataset.task == "segmentation"
@@ -78,8 +76,9 @@ def predict(model, dataset, batch_size: int = 32, rotate: str = "none", seed: in
             mask[ci, dataset.category_parts[cat]] = 0.0
     model.eval()
     out: dict[str, list] = {"pred": [], "label": [], "logp": [], "parts": []}
-    with torch.no_grad(), progress() as bar:
-        task = bar.add_task(progress_label or f"eval {dataset.split}", total=len(dataset))
+    done = 0
+    tick(progress, 0, len(dataset), f"eval {dataset.split}")
+    with torch.no_grad():
         for batch in loader(dataset, batch_size, workers=workers):
             xyz, nrm, label = batch[0], batch[1], batch[2]
             xyz, nrm = rotate_batch(xyz, nrm, rotate, gen)
@@ -94,7 +93,8 @@ def predict(model, dataset, batch_size: int = 32, rotate: str = "none", seed: in
                 out["pred"].append(logp.argmax(-1).numpy())
                 out["logp"].append(logp.numpy())
             out["label"].append(label.numpy())
-            bar.advance(task, len(label))
+            done += len(label)
+            tick(progress, done, len(dataset))
     return {k: np.concatenate(v) for k, v in out.items() if v}
 
 
@@ -128,9 +128,9 @@ def segmentation_metrics(pred: np.ndarray, parts: np.ndarray, category: np.ndarr
 
 
 def evaluate(model, dataset, batch_size: int = 32, rotate: str = "none", seed: int = 0, device: str = "cpu",
-             workers: int = 0) -> dict[str, Any]:
+             workers: int = 0, progress: ProgressFn | None = None) -> dict[str, Any]:
     """Predictions + metrics of ``model`` on ``dataset`` (see the module docstring)."""
-    res = predict(model, dataset, batch_size, rotate, seed, device, workers)
+    res = predict(model, dataset, batch_size, rotate, seed, device, workers, progress)
     if dataset.task == "segmentation":
         m = segmentation_metrics(res["pred"], res["parts"], res["label"], dataset.class_names, dataset.category_parts)
     else:
@@ -186,3 +186,49 @@ def write_report(metrics: dict[str, Any], out_dir: str | Path, stem: str = "eval
                                                     out / f"{stem}_confusion.png",
                                                     f"rotate={metrics.get('rotate')}  acc={metrics['instance_acc']:.3f}"))
     return files
+
+
+def check_rotation(rotate: str) -> None:
+    """Refuse an unknown ``--rotate`` before any data is loaded."""
+    if rotate not in ROTATIONS:
+        raise UsageError(f"--rotate must be one of {', '.join(ROTATIONS)}, got '{rotate}'")
+
+
+def check_classes(meta: dict[str, Any], dataset, ckpt: str | Path, log: LogFn | None = None) -> None:
+    """A classifier's classes must match the dataset's in number; differing names only warrant a warning."""
+    names = meta.get("class_names")
+    if not names or dataset.task != "classification":
+        return
+    if len(names) != dataset.num_classes:
+        raise UsageError(f"{ckpt}: the model has {len(names)} classes, the dataset {dataset.num_classes}")
+    if list(names) != dataset.class_names:
+        say(log, "warning: the dataset's class names differ from the checkpoint's; labels are matched by index")
+
+
+def evaluate_checkpoint(task: str, ckpt: str | Path, data: str | Path | None, fmt: str, split: str = "test",
+                        rotate: str = "none", num_points: int | None = None, batch_size: int = 32, workers: int = 0,
+                        seed: int = 0, device: str = "cpu", out: str | Path | None = None,
+                        cache_dir: str | Path | None = None, progress: ProgressFn | None = None,
+                        log: LogFn | None = None, **dataset_options: Any) -> dict[str, Any]:
+    """`evaluate` a checkpoint of ``task`` on a dataset split; with ``out``, also `write_report` there.
+
+    dataset_options: `open_dataset` options (variant, samples_per_class). Returns the metrics plus
+    checkpoint / dataset / split / num_points (and ``files`` when a report was written).
+    """
+    from facet3d.plugins.risurconv.checkpoint import load_for_task
+    from facet3d.plugins.risurconv.data import open_dataset
+
+    check_rotation(rotate)
+    model, meta = load_for_task(ckpt, task)
+    model.to(device)
+    n = num_points or meta.get("num_points") or (2048 if task == "segmentation" else 1024)
+    ds = open_dataset(data, fmt, split, n, task=task, cache_dir=cache_dir, workers=workers, progress=progress,
+                      log=log, **dataset_options)
+    check_classes(meta, ds, ckpt, log)
+    say(log, f"evaluating {ckpt} on {len(ds)} {fmt} {split} samples, rotate={rotate}")
+    m = evaluate(model, ds, batch_size=batch_size, rotate=rotate, seed=seed, device=device, workers=workers,
+                 progress=progress)
+    m.update(checkpoint=str(ckpt), dataset=fmt, split=split, num_points=n)
+    if out is not None:
+        m["files"] = write_report(m, out, f"eval_{task}_{rotate}")
+    return m

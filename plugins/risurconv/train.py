@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from facet3d.core.errors import CheckpointError, UsageError
+from facet3d.core.progress import LogFn, ProgressFn, say, tick
 
 
 @dataclass
@@ -46,10 +47,69 @@ class TrainConfig:
     trained_with: dict[str, Any] = field(default_factory=dict)  # command, dataset, data dir, ...
 
 
-def _say(msg: str) -> None:
-    from facet3d.cli.console import err
+# The model config a dataset format trains by default (its paper's; synthetic data: the tiny one).
+DEFAULT_CONFIG = {"modelnet40": "modelnet40", "modelnet-off": "modelnet40", "folder": "modelnet40",
+                  "scanobjectnn": "scanobjectnn", "shapenet-part": "partseg", "synthetic": "tiny"}
 
-    err.print(msg, markup=False, highlight=False)
+
+def previous_run(out: Path, task: str) -> dict[str, Any]:
+    """The run.json of the run folder ``out`` (to resume it), refusing one of the other task."""
+    if not (out / "run.json").is_file():
+        raise UsageError(f"--resume: {out} has no run.json (not a training run folder)")
+    prev = json.loads((out / "run.json").read_text())
+    if prev.get("task") != task:
+        raise UsageError(f"--resume: {out} is a {prev.get('task')} run, not {task}")
+    return prev
+
+
+def _trained_with(command: str, fmt: str, data: str | Path | None, variant: str | None,
+                  samples_per_class: int | None, prev: dict[str, Any]) -> dict[str, Any]:
+    """How the run was made (saved in every checkpoint); a resumed run keeps its first command too."""
+    tw = {"command": command, "format": fmt, "data": str(Path(data).resolve()) if data else None,
+          "variant": variant, "samples_per_class": samples_per_class}
+    old = prev.get("trained_with", {})
+    if old.get("command"):
+        tw["first_command"] = old.get("first_command", old["command"])
+    return tw
+
+
+def train_on_format(task: str, fmt: str | None, data: str | Path | None, out: str | Path, *, config: str | None = None,
+                    epochs: int = 450, batch_size: int | None = None, lr: float = 1e-3, weight_decay: float = 1e-4,
+                    num_points: int | None = None, resume: bool = False, workers: int = 0, variant: str | None = None,
+                    samples_per_class: int | None = None, seed: int = 0, device: str = "cpu",
+                    cache_dir: str | Path | None = None, command: str = "",
+                    progress: ProgressFn | None = None, log: LogFn | None = None) -> dict[str, Any]:
+    """Open a dataset's train and test splits and `train` on them: what ``facet3d train`` does.
+
+    None means "the default": the format's official config, 1024 points (2048 for segmentation),
+    batch 32 (16 for scanobjectnn and segmentation). With ``resume`` the run's own settings
+    (run.json) win and fill what is not given, so ``resume=True, epochs=N`` is enough.
+    """
+    from facet3d.plugins.risurconv.data import open_dataset
+
+    out, seg = Path(out), task == "segmentation"
+    prev = previous_run(out, task) if resume else {}
+    tw = prev.get("trained_with", {})
+    fmt, variant = fmt or tw.get("format"), variant or tw.get("variant")
+    data = data or (Path(tw["data"]) if tw.get("data") else None)
+    samples_per_class = samples_per_class or tw.get("samples_per_class")
+    if fmt is None:
+        raise UsageError("--format is required")
+    fmt = fmt.lower()
+    tc = TrainConfig(task=task, config=prev.get("config") or config or DEFAULT_CONFIG.get(fmt, "small"), epochs=epochs,
+                     batch_size=prev.get("batch_size") or batch_size or (16 if seg or fmt == "scanobjectnn" else 32),
+                     lr=prev.get("lr", lr), weight_decay=prev.get("weight_decay", weight_decay),
+                     num_points=prev.get("num_points") or num_points or (2048 if seg else 1024), workers=workers,
+                     seed=prev.get("seed", seed), device=device,
+                     trained_with=_trained_with(command, fmt, data, variant, samples_per_class, prev))
+    opts = dict(task=task, cache_dir=cache_dir, workers=workers, seed=seed, variant=variant,
+                samples_per_class=samples_per_class, progress=progress, log=log)
+    say(log, f"preparing {fmt} data ...")
+    train_ds = open_dataset(data, fmt, "train", tc.num_points, augment=True, **opts)
+    test_ds = open_dataset(data, fmt, "test", tc.num_points, **opts)
+    say(log, f"training {tc.config} {task} on {len(train_ds)} {fmt} samples ({train_ds.num_classes} "
+             f"{'categories' if seg else 'classes'}), testing on {len(test_ds)}, device {tc.device}")
+    return train(train_ds, test_ds, tc, out, resume=resume, progress=progress, log=log)
 
 
 # Segmentation versions of the reduced classification configs, so `--config tiny|small` works for both tasks.
@@ -137,18 +197,18 @@ def _write_json(path: Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
-def train(train_ds, test_ds, tc: TrainConfig, out_dir: str | Path, resume: bool = False) -> dict[str, Any]:
+def train(train_ds, test_ds, tc: TrainConfig, out_dir: str | Path, resume: bool = False,
+          progress: ProgressFn | None = None, log: LogFn | None = None) -> dict[str, Any]:
     """Train (or resume) a model on ``train_ds``, evaluating on ``test_ds`` (may be None) every epoch.
 
-    Returns a summary: epochs run, final/best metrics, checkpoint paths.
+    progress: (samples done, samples, "epoch E/N") during each epoch, then the test evaluation's reports.
+    log: one line per epoch (losses, metrics) and on resume. Returns a summary: epochs run,
+    final/best metrics, checkpoint paths.
     """
     import torch
-    import torch.nn.functional as F
 
-    from facet3d.cli.console import progress
-    from facet3d.core.checkpoints import load_checkpoint, state_dict_of
     from facet3d.plugins.risurconv.checkpoint import save_model
-    from facet3d.plugins.risurconv.evaluate import evaluate, loader
+    from facet3d.plugins.risurconv.evaluate import evaluate
 
     out = Path(out_dir)
     seg = tc.task == "segmentation"
@@ -160,68 +220,28 @@ def train(train_ds, test_ds, tc: TrainConfig, out_dir: str | Path, resume: bool 
     model.to(tc.device)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=tc.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=tc.step_size, gamma=tc.gamma)
-    log: list[dict[str, Any]] = []
+    log_rows: list[dict[str, Any]] = []
     start_epoch, best = 1, {"value": -1.0, "epoch": 0}
     state_path = out / "train_state.pt"
     if resume:
-        if not state_path.is_file() or not (out / "last_model.safetensors").is_file():
-            raise UsageError(f"--resume: {out} holds no train_state.pt / last_model.safetensors to resume from")
-        model.load_state_dict(state_dict_of(load_checkpoint(out / "last_model.safetensors")))
-        try:
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad state file
-            raise CheckpointError(f"{state_path}: cannot load ({type(exc).__name__}: {exc})") from None
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch = int(state["epoch"]) + 1
-        if "torch_rng" in state:  # dropout draws continue exactly where the interrupted run was
-            torch.set_rng_state(state["torch_rng"])
-        best = {"value": float(state["best_value"]), "epoch": int(state["best_epoch"])}
-        if (out / "log.json").is_file():
-            log = [r for r in json.loads((out / "log.json").read_text()) if r["epoch"] < start_epoch]
-        _say(f"facet3d: resuming {out} at epoch {start_epoch} (best so far: epoch {best['epoch']})")
+        start_epoch, best, log_rows = _restore(out, model, opt, sched)
+        say(log, f"resuming {out} at epoch {start_epoch} (best so far: epoch {best['epoch']})")
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "run.json", {**asdict(tc), "train_dataset": train_ds.describe(),
                                    "test_dataset": test_ds.describe() if test_ds is not None else None})
     if start_epoch > tc.epochs:
-        _say(f"facet3d: {out} already ran {start_epoch - 1} epoch(s) >= --epochs {tc.epochs}; nothing to do")
+        say(log, f"{out} already ran {start_epoch - 1} epoch(s) >= --epochs {tc.epochs}; nothing to do")
     primary = "test_instance_miou" if seg else "test_instance_acc"
     for epoch in range(start_epoch, tc.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        train_ds.set_epoch(epoch)
-        losses, correct, seen = [], 0, 0
-        with progress() as bar:
-            task = bar.add_task(f"epoch {epoch}/{tc.epochs}", total=len(train_ds))
-            for batch in loader(train_ds, tc.batch_size, shuffle=True, workers=tc.workers, drop_last=True,
-                                seed=tc.seed * 100003 + epoch):
-                xyz, nrm, label = (t.to(tc.device) for t in batch[:3])
-                opt.zero_grad(set_to_none=True)
-                if seg:
-                    parts = batch[3].to(tc.device)
-                    logp = model(xyz, nrm, label)  # [B, N, P]
-                    loss = F.nll_loss(logp.reshape(-1, logp.shape[-1]), parts.reshape(-1))
-                    correct += int((logp.argmax(-1) == parts).sum())
-                    seen += parts.numel()
-                else:
-                    logp = model(xyz, nrm)  # [B, C]
-                    loss = F.nll_loss(logp, label)
-                    correct += int((logp.argmax(-1) == label).sum())
-                    seen += len(label)
-                loss.backward()
-                opt.step()
-                losses.append(loss.item())
-                bar.advance(task, len(label))
-        lr_used = opt.param_groups[0]["lr"]
+        rec = _train_epoch(model, opt, train_ds, tc, epoch, progress)
         sched.step()
-        rec: dict[str, Any] = {"epoch": epoch, "lr": lr_used, "train_loss": float(np.mean(losses)),
-                               ("train_acc" if seg else "train_instance_acc"): correct / max(seen, 1)}
         if test_ds is not None:
-            m = evaluate(model, test_ds, batch_size=tc.batch_size, device=tc.device, workers=tc.workers)
+            m = evaluate(model, test_ds, batch_size=tc.batch_size, device=tc.device, workers=tc.workers, progress=progress)
             keys = ("accuracy", "instance_miou", "class_miou") if seg else ("instance_acc", "class_acc")
             rec.update({f"test_{'acc' if k == 'accuracy' else k}": m[k] for k in keys})
         rec["seconds"] = round(time.perf_counter() - t0, 3)
-        log.append(rec)
+        log_rows.append(rec)
         value = rec.get(primary, -rec["train_loss"])
         is_best = value > best["value"]
         if is_best:
@@ -231,13 +251,76 @@ def train(train_ds, test_ds, tc: TrainConfig, out_dir: str | Path, resume: bool 
         if is_best:
             save_model(model, out / "best_model.safetensors", model_meta(cfg_dict, train_ds, tc, {**extra, "best_epoch": epoch}))
         _save_state(state_path, opt, sched, epoch, best)
-        _write_json(out / "log.json", log)
-        plot_curves(log, out / "curves.png", tc.task)
-        _say("facet3d: epoch " + f"{epoch}/{tc.epochs} " + " ".join(
+        _write_json(out / "log.json", log_rows)
+        plot_curves(log_rows, out / "curves.png", tc.task)
+        say(log, f"epoch {epoch}/{tc.epochs} " + " ".join(
             f"{k}={v:.4g}" for k, v in rec.items() if k not in ("epoch",) and isinstance(v, float)) + (" *best*" if is_best else ""))
     return {"out_dir": str(out), "epochs": tc.epochs, "best_epoch": best["epoch"], "best_" + primary: best["value"],
-            "last": log[-1] if log else None, "best_model": str(out / "best_model.safetensors"),
+            "last": log_rows[-1] if log_rows else None, "best_model": str(out / "best_model.safetensors"),
             "last_model": str(out / "last_model.safetensors")}
+
+
+def _train_epoch(model, opt, train_ds, tc: TrainConfig, epoch: int, progress: ProgressFn | None) -> dict[str, Any]:
+    """One pass over ``train_ds``; returns the epoch's log record (lr, train loss, train accuracy)."""
+    import torch.nn.functional as F
+
+    from facet3d.plugins.risurconv.evaluate import loader
+
+    seg = tc.task == "segmentation"
+    model.train()
+    train_ds.set_epoch(epoch)
+    losses, correct, seen, done = [], 0, 0, 0
+    tick(progress, 0, len(train_ds), f"epoch {epoch}/{tc.epochs}")
+    for batch in loader(train_ds, tc.batch_size, shuffle=True, workers=tc.workers, drop_last=True,
+                        seed=tc.seed * 100003 + epoch):
+        xyz, nrm, label = (t.to(tc.device) for t in batch[:3])
+        opt.zero_grad(set_to_none=True)
+        if seg:
+            parts = batch[3].to(tc.device)
+            logp = model(xyz, nrm, label)  # [B, N, P]
+            loss = F.nll_loss(logp.reshape(-1, logp.shape[-1]), parts.reshape(-1))
+            correct += int((logp.argmax(-1) == parts).sum())
+            seen += parts.numel()
+        else:
+            logp = model(xyz, nrm)  # [B, C]
+            loss = F.nll_loss(logp, label)
+            correct += int((logp.argmax(-1) == label).sum())
+            seen += len(label)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        done += len(label)
+        tick(progress, done, len(train_ds))
+    # drop_last leaves the tail of the shuffled set out of this epoch: the bar still ends full
+    tick(progress, len(train_ds), len(train_ds))
+    return {"epoch": epoch, "lr": opt.param_groups[0]["lr"], "train_loss": float(np.mean(losses)),
+            ("train_acc" if seg else "train_instance_acc"): correct / max(seen, 1)}
+
+
+def _restore(out: Path, model, opt, sched) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
+    """Load the last epoch's weights, optimizer, scheduler and RNG state -> (next epoch, best so far, log rows)."""
+    import torch
+
+    from facet3d.core.checkpoints import load_checkpoint, state_dict_of
+
+    state_path = out / "train_state.pt"
+    if not state_path.is_file() or not (out / "last_model.safetensors").is_file():
+        raise UsageError(f"--resume: {out} holds no train_state.pt / last_model.safetensors to resume from")
+    model.load_state_dict(state_dict_of(load_checkpoint(out / "last_model.safetensors")))
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad state file
+        raise CheckpointError(f"{state_path}: cannot load ({type(exc).__name__}: {exc})") from None
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    start_epoch = int(state["epoch"]) + 1
+    if "torch_rng" in state:  # dropout draws continue exactly where the interrupted run was
+        torch.set_rng_state(state["torch_rng"])
+    best = {"value": float(state["best_value"]), "epoch": int(state["best_epoch"])}
+    rows: list[dict[str, Any]] = []
+    if (out / "log.json").is_file():
+        rows = [r for r in json.loads((out / "log.json").read_text()) if r["epoch"] < start_epoch]
+    return start_epoch, best, rows
 
 
 def _save_state(path: Path, opt, sched, epoch: int, best: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from facet3d.core.errors import UsageError
+from facet3d.core.progress import LogFn, ProgressFn
 
 from .common import PointDataset
 
@@ -24,7 +25,8 @@ __all__ = ["open_dataset", "PointDataset", "FORMATS", "CLS_FORMATS", "SEG_FORMAT
 
 def open_dataset(data_dir: str | Path | None, format: str, split: str = "train", num_points: int = 1024,
                  task: str = "classification", augment: bool = False, cache_dir: str | Path | None = None,
-                 use_cache: bool = True, workers: int = 0, seed: int = 0, **options: Any) -> PointDataset:
+                 use_cache: bool = True, workers: int = 0, seed: int = 0, progress: ProgressFn | None = None,
+                 log: LogFn | None = None, **options: Any) -> PointDataset:
     """Open one split of a dataset.
 
     data_dir:   the dataset folder (ignored by ``synthetic``)
@@ -34,6 +36,7 @@ def open_dataset(data_dir: str | Path | None, format: str, split: str = "train",
     task:       ``classification`` or ``segmentation`` (shapenet-part / synthetic)
     options:    ``variant`` (scanobjectnn: PB_T50_RS / OBJ_BG / OBJ_ONLY), ``sample`` (modelnet40:
                 first / fps), ``samples_per_class`` and ``rotate`` (synthetic)
+    progress, log: preprocessing reports and skipped-file warnings (`facet3d.core.progress`)
     """
     fmt = format.lower()
     if fmt not in FORMATS:
@@ -43,7 +46,7 @@ def open_dataset(data_dir: str | Path | None, format: str, split: str = "train",
         raise UsageError(f"format '{fmt}' has no {task} labels (for {task} use: {', '.join(allowed)})")
     if fmt != "synthetic" and data_dir is None:
         raise UsageError(f"format '{fmt}' needs --data DIR")
-    common = dict(cache_dir=cache_dir, use_cache=use_cache, workers=workers)
+    common = dict(cache_dir=cache_dir, use_cache=use_cache, workers=workers, progress=progress, log=log)
     if fmt == "modelnet40":
         from .modelnet import load_resampled
 

@@ -21,6 +21,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from facet3d.core.progress import ProgressFn, tracked
+
 CACHE_VERSION = 1
 LAST = {"hit": None, "path": None}  # what the last `cached` call did (tests and log messages read it)
 
@@ -88,34 +90,27 @@ def cached(kind: str, sources: Sequence[Path], params: dict[str, Any], build: Ca
     return arrays
 
 
-def map_items(fn: Callable[[Any], Any], items: Sequence[Any], workers: int = 0, label: str = "preprocessing") -> list[Any]:
-    """``[fn(x) for x in items]`` under a progress bar, in a process pool when ``workers > 1``.
+def map_items(fn: Callable[[Any], Any], items: Sequence[Any], workers: int = 0, label: str = "preprocessing",
+              progress: ProgressFn | None = None) -> list[Any]:
+    """``[fn(x) for x in items]``, in a process pool when ``workers > 1``, one `progress` report per item.
 
     `fn` must be a module-level function (pickled for the pool). Exceptions are returned, not
     raised, so one bad file does not stop a dataset: callers report and drop them.
     """
-    from facet3d.cli.console import progress
-
     def safe(x: Any) -> Any:
         try:
             return fn(x)
         except Exception as exc:  # noqa: BLE001 - reported by the caller with the file name
             return exc
 
-    out: list[Any] = []
-    with progress() as bar:
-        task = bar.add_task(label, total=len(items))
-        if workers > 1 and len(items) > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                futures = [pool.submit(fn, x) for x in items]
-                for f in futures:
-                    try:
-                        out.append(f.result())
-                    except Exception as exc:  # noqa: BLE001
-                        out.append(exc)
-                    bar.advance(task)
-        else:
-            for x in items:
-                out.append(safe(x))
-                bar.advance(task)
-    return out
+    def result_of(future: Any) -> Any:
+        try:
+            return future.result()
+        except Exception as exc:  # noqa: BLE001
+            return exc
+
+    if workers > 1 and len(items) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            futures = [pool.submit(fn, x) for x in items]
+            return [result_of(f) for f in tracked(futures, progress, len(items), label)]
+    return [safe(x) for x in tracked(items, progress, len(items), label)]

@@ -8,13 +8,13 @@ a `PointDataset` works with ``torch.utils.data.DataLoader`` without importing to
 from __future__ import annotations
 
 import hashlib
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from facet3d.core.errors import GeometryError, InputError
+from facet3d.core.progress import LogFn, ProgressFn, say
 
 from .cache import map_items
 
@@ -195,13 +195,15 @@ class PointDataset:
 
 
 def prepare_arrays(fn: Any, items: list[Any], names: list[str], labels: Any, workers: int, what: str,
-                   desc: str, with_parts: bool = False) -> dict[str, np.ndarray]:
+                   desc: str, with_parts: bool = False, progress: ProgressFn | None = None,
+                   log: LogFn | None = None) -> dict[str, np.ndarray]:
     """Run ``fn`` over ``items`` (in ``workers`` processes), drop the failures, stack the rest.
 
     fn(item) -> (xyz [N,3], normals [N,3][, parts [N]]); labels: [len(items)] class ids.
     Returns {"xyz" [M,N,3], "normals" [M,N,3], "labels" [M] (, "parts" [M,N])} for the M good items.
+    progress gets one report per item; log one line per skipped item (at most 5, then a count).
     """
-    good, keep = stack_samples(map_items(fn, items, workers, desc), names, what)
+    good, keep = stack_samples(map_items(fn, items, workers, desc, progress), names, what, log)
     out = {"xyz": np.stack([g[0] for g in good]), "normals": np.stack([g[1] for g in good]),
            "labels": np.asarray(labels, dtype=np.int64)[keep]}
     if with_parts:
@@ -209,8 +211,9 @@ def prepare_arrays(fn: Any, items: list[Any], names: list[str], labels: Any, wor
     return out
 
 
-def stack_samples(results: list[Any], names: list[str], what: str) -> tuple[list[Any], list[int]]:
-    """Keep the successful per-file results; report failures on stderr (one line each, max 5)."""
+def stack_samples(results: list[Any], names: list[str], what: str,
+                  log: LogFn | None = None) -> tuple[list[Any], list[int]]:
+    """Keep the successful per-file results; report failures through `log` (one line each, max 5)."""
     good, keep = [], []
     bad = [(n, r) for n, r in zip(names, results) if isinstance(r, BaseException)]
     for i, r in enumerate(results):
@@ -218,10 +221,9 @@ def stack_samples(results: list[Any], names: list[str], what: str) -> tuple[list
             good.append(r)
             keep.append(i)
     for n, r in bad[:5]:
-        print(f"facet3d: warning: {what}: skipped {n} ({type(r).__name__}: {str(r).splitlines()[0] if str(r) else ''})",
-              file=sys.stderr)
+        say(log, f"warning: {what}: skipped {n} ({type(r).__name__}: {str(r).splitlines()[0] if str(r) else ''})")
     if len(bad) > 5:
-        print(f"facet3d: warning: {what}: skipped {len(bad)} bad files in all", file=sys.stderr)
+        say(log, f"warning: {what}: skipped {len(bad)} bad files in all")
     if not good:
         raise InputError(f"{what}: no readable sample (all {len(results)} failed)")
     return good, keep

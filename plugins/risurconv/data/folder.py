@@ -67,13 +67,14 @@ def _load_one(path: Path, num_points: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load(data_dir: str | Path, split: str = "train", num_points: int = 1024, cache_dir=None,
-         use_cache: bool = True, workers: int = 0) -> PointDataset:
+         use_cache: bool = True, workers: int = 0,
+         progress=None, log=None) -> PointDataset:
     """A folder-per-class dataset as a classification `PointDataset`."""
     files, labels, classes = list_files(data_dir, split)
 
     def build() -> dict[str, np.ndarray]:
         return prepare_arrays(partial(_load_one, num_points=num_points), files, [str(f) for f in files], labels,
-                              workers, "folder", f"folder {split}")
+                              workers, "folder", f"folder {split}", progress=progress, log=log)
 
     arrays = cached(f"folder-{split}", files, {"n": num_points}, build, data_dir=data_dir, cache_dir=cache_dir,
                     use_cache=use_cache)

@@ -45,7 +45,8 @@ def _read_txt(path: Path, num_points: int, sample: str) -> tuple[np.ndarray, np.
 
 
 def load_resampled(data_dir: str | Path, split: str = "train", num_points: int = 1024, sample: str = "first",
-                   num_classes: int = 40, cache_dir=None, use_cache: bool = True, workers: int = 0) -> PointDataset:
+                   num_classes: int = 40, cache_dir=None, use_cache: bool = True, workers: int = 0,
+                   progress=None, log=None) -> PointDataset:
     """The ``modelnet40_normal_resampled`` layout (also ModelNet10 with ``num_classes=10``)."""
     if split not in ("train", "test"):
         raise UsageError(f"modelnet40: split must be train or test, got '{split}'")
@@ -71,7 +72,7 @@ def load_resampled(data_dir: str | Path, split: str = "train", num_points: int =
 
     def build() -> dict[str, np.ndarray]:
         return prepare_arrays(partial(_read_txt, num_points=num_points, sample=sample), files, [str(f) for f in files],
-                              labels, workers, tag, f"{tag} {split}")
+                              labels, workers, tag, f"{tag} {split}", progress=progress, log=log)
 
     arrays = cached(f"{tag}-{split}", files, {"n": num_points, "sample": sample}, build,
                     data_dir=root, cache_dir=cache_dir, use_cache=use_cache)
@@ -104,7 +105,8 @@ def off_files(data_dir: str | Path, split: str, pattern: str = "*.off") -> tuple
 
 
 def load_off(data_dir: str | Path, split: str = "train", num_points: int = 1024, cache_dir=None,
-             use_cache: bool = True, workers: int = 0) -> PointDataset:
+             use_cache: bool = True, workers: int = 0,
+         progress=None, log=None) -> PointDataset:
     """Princeton ModelNet ``.off`` meshes: ``<class>/{train,test}/*.off`` (``split="all"``: every .off)."""
     if split not in ("train", "test", "all"):
         raise UsageError(f"modelnet-off: split must be train, test or all, got '{split}'")
@@ -112,7 +114,7 @@ def load_off(data_dir: str | Path, split: str = "train", num_points: int = 1024,
 
     def build() -> dict[str, np.ndarray]:
         return prepare_arrays(partial(_read_mesh, num_points=num_points), files, [str(f) for f in files], labels,
-                              workers, "modelnet-off", f"modelnet-off {split}")
+                              workers, "modelnet-off", f"modelnet-off {split}", progress=progress, log=log)
 
     arrays = cached(f"modelnet-off-{split}", files, {"n": num_points}, build, data_dir=data_dir,
                     cache_dir=cache_dir, use_cache=use_cache)

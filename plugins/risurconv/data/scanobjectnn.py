@@ -65,7 +65,8 @@ def _prepare(cloud: np.ndarray, num_points: int, normal_k: int) -> tuple[np.ndar
 
 
 def load(data_dir: str | Path, split: str = "train", num_points: int = 1024, variant: str = "PB_T50_RS",
-         normal_k: int = 20, cache_dir=None, use_cache: bool = True, workers: int = 0) -> PointDataset:
+         normal_k: int = 20, cache_dir=None, use_cache: bool = True, workers: int = 0,
+         progress=None, log=None) -> PointDataset:
     """A ScanObjectNN split as a `PointDataset` (15 classes)."""
     import h5py
 
@@ -86,7 +87,7 @@ def load(data_dir: str | Path, split: str = "train", num_points: int = 1024, var
     def build() -> dict[str, np.ndarray]:
         return prepare_arrays(partial(_prepare, num_points=num_points, normal_k=normal_k), list(clouds),
                               [f"{path.name}[{i}]" for i in range(len(clouds))], labels, workers, "scanobjectnn",
-                              f"scanobjectnn {split} (normals)")
+                              f"scanobjectnn {split} (normals)", progress=progress, log=log)
 
     arrays = cached(f"scanobjectnn-{path.stem}", [path], {"n": num_points, "k": normal_k}, build,
                     data_dir=path.parent, cache_dir=cache_dir, use_cache=use_cache)

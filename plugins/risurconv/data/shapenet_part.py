@@ -55,7 +55,8 @@ def _read(item: tuple[Path, str], num_points: int) -> tuple[np.ndarray, np.ndarr
 
 
 def load(data_dir: str | Path, split: str = "trainval", num_points: int = 2048, cache_dir=None,
-         use_cache: bool = True, workers: int = 0) -> PointDataset:
+         use_cache: bool = True, workers: int = 0,
+         progress=None, log=None) -> PointDataset:
     """A ShapeNet part split as a segmentation `PointDataset` (labels = category index)."""
     splits = {"train": ["train"], "val": ["val"], "test": ["test"], "trainval": ["train", "val"]}
     if split not in splits:
@@ -88,7 +89,7 @@ def load(data_dir: str | Path, split: str = "trainval", num_points: int = 2048, 
 
     def build() -> dict[str, np.ndarray]:
         return prepare_arrays(partial(_read, num_points=num_points), items, [str(p) for p, _ in items], labels,
-                              workers, "shapenet-part", f"shapenet-part {split}", with_parts=True)
+                              workers, "shapenet-part", f"shapenet-part {split}", with_parts=True, progress=progress, log=log)
 
     arrays = cached(f"shapenet-part-{split}", [p for p, _ in items], {"n": num_points}, build, data_dir=root,
                     cache_dir=cache_dir, use_cache=use_cache)

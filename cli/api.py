@@ -1,0 +1,119 @@
+"""The small CLI toolkit for plugin authors: what every facet3d command needs, in one place.
+
+Built-in plugins use exactly these; a third-party plugin's ``cli.py`` should too, so that its
+commands parse, report and fail like facet3d's own::
+
+    from facet3d.cli.api import group, resolve_device, parse_floats, err, print_json
+
+Importing this module imports typer only (rich is created on first use; torch inside
+`resolve_device`), so registering commands stays cheap for `facet3d --help`.
+
+- `group(app, name, help)`: a sub-command group shared between plugins (``facet3d train ...``).
+- `resolve_device("auto" | "cpu" | "cuda[:N]")`: the torch device string, or a UsageError.
+- `parse_floats`, `parse_size`: option values validated where they are parsed.
+- `expand_inputs`, `run_batch`: folders to files, one action over many files that goes on past bad ones.
+- `err`, `out`, `print_json`: stderr console, stdout console, JSON on stdout.
+- `progress`, `progress_callback`: rich bars; the latter is a library ``progress`` callback.
+- `note`, `warn`, `fail_line`: one ``facet3d: ...`` line on stderr (`note` is a library ``log`` callback).
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Optional
+
+import typer
+
+from facet3d.cli.batch import expand_inputs, run_batch
+from facet3d.cli.console import err, fail_line, out, print_json, progress
+from facet3d.core.errors import UsageError
+
+__all__ = [
+    "group", "resolve_device", "parse_floats", "parse_size", "expand_inputs", "run_batch",
+    "err", "out", "print_json", "progress", "progress_callback", "fail_line", "note", "warn",
+]
+
+
+def group(app: typer.Typer, name: str, help: str) -> typer.Typer:
+    """The sub-app ``name`` of ``app``: an existing one (another plugin's) or a new one."""
+    for info in app.registered_groups:
+        if info.name == name and info.typer_instance is not None:
+            return info.typer_instance
+    sub = typer.Typer(help=help, no_args_is_help=True)
+    app.add_typer(sub, name=name)
+    return sub
+
+
+def resolve_device(device: str, flag: str = "--device") -> str:
+    """``auto`` -> ``cuda`` when a GPU is present else ``cpu``; refuses CUDA without a GPU."""
+    import torch
+
+    text = (device or "").strip().lower()
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise UsageError(f"{flag} {device!r}: expected cpu, cuda, cuda:N or auto")
+    if text.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"{flag} {device}: no CUDA GPU is available")
+        if ":" in text and int(text.split(":")[1]) >= torch.cuda.device_count():
+            raise UsageError(f"{flag} {device}: only {torch.cuda.device_count()} CUDA device(s)")
+    return text
+
+
+def parse_floats(text: Optional[str], flag: str, n: Optional[int] = None) -> Optional[list[float]]:
+    """``"1,2,3"`` (or space-separated) -> ``[1.0, 2.0, 3.0]``; None passes through.
+
+    n: the exact count expected, if any. Non-finite values are refused.
+    """
+    if text is None:
+        return None
+    try:
+        vals = [float(x) for x in text.replace(" ", ",").split(",") if x]
+    except ValueError:
+        raise UsageError(f"{flag} expects comma-separated numbers, got '{text}'") from None
+    if not vals or (n is not None and len(vals) != n):
+        raise UsageError(f"{flag} expects {n or 'some'} comma-separated numbers, got '{text}'")
+    if not all(v == v and abs(v) != float("inf") for v in vals):
+        raise UsageError(f"{flag} expects finite numbers, got '{text}'")
+    return vals
+
+
+def parse_size(text: str, flag: str = "--size") -> tuple[int, int]:
+    """``"WxH"`` -> ``(H, W)`` (positive integers)."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text or "")
+    if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
+        raise UsageError(f"{flag} {text!r}: expected WIDTHxHEIGHT with positive integers, e.g. 256x256")
+    return int(m.group(2)), int(m.group(1))
+
+
+def note(message: str) -> None:
+    """A progress message on stderr (``facet3d: ...``): pass it as a library function's ``log``."""
+    err.print(f"facet3d: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr (``facet3d: warning: ...``)."""
+    err.print(f"facet3d: warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def progress_callback(label: str, total: Optional[int] = None, transient: bool = True) -> Iterator[Callable[..., None]]:
+    """A rich bar on stderr driven by the library's progress callback convention.
+
+    Library code (core, plugins) never imports the CLI: it takes ``progress: Callable | None`` and
+    calls ``progress(done, total, description=None)``; the command passes what this yields.
+    """
+    with progress(transient=transient) as bar:
+        task = bar.add_task(label, total=total)
+
+        def update(done: float, total: Optional[float] = None, description: Optional[str] = None) -> None:
+            kw: dict[str, Any] = {"completed": done}
+            if total is not None:
+                kw["total"] = total
+            if description is not None:
+                kw["description"] = description
+            bar.update(task, **kw)
+
+        yield update
