@@ -14,7 +14,7 @@ def plugins(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) 
     """
     from facet3d.core.plugins import get_plugins
 
-    infos = list(get_plugins().infos.values())
+    infos = get_plugins().report()  # calls every list hook, so a bad result shows as failed
     if json_out:
         print_json([i.as_dict() for i in infos])
         return

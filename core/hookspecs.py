@@ -1,7 +1,9 @@
 """The hooks a facet3d plugin can implement.
 
 A plugin is any module or object with functions decorated by `facet3d.hookimpl` whose names
-match these specs; misspelled hook names are rejected at load time (``check_pending``).
+match these specs; misspelled hook names are rejected at load time (``check_pending``), and so are
+``wrapper=True`` / ``hookwrapper=True`` implementations (facet3d collects every plugin's results).
+The list hooks must return a list (or None) of their record type from ``facet3d.core.specs``.
 Built-in plugins use exactly these hooks. See docs/plugins.md.
 """
 
@@ -14,8 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
-    from facet3d.core.specs import Benchmark, DemoStep, FormatSpec, ModelSpec, PipelineStep
-    from facet3d.kernels.dispatch import Backend
+    from facet3d.core.specs import Backend, Benchmark, DemoStep, FormatSpec, ModelSpec, PipelineStep
 
 PROJECT = "facet3d"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,7 +30,10 @@ def hookspec(func: F) -> F:  # keeps the signature visible to type checkers (tox
 
 
 def hookimpl(func: F | None = None, **kwargs: Any) -> Any:
-    """Mark a function as a facet3d hook implementation (``@hookimpl`` or ``@hookimpl(tryfirst=True)``)."""
+    """Mark a function as a facet3d hook implementation (``@hookimpl`` or ``@hookimpl(tryfirst=True)``).
+
+    ``tryfirst`` / ``trylast`` order this implementation before / after every plain one (pluggy's order).
+    """
     if func is None:
         return _impl(**kwargs)
     return _impl(func)
@@ -78,9 +82,10 @@ def facet3d_models() -> "list[ModelSpec]":
 
 @hookspec
 def facet3d_kernel_backends() -> "list[Backend]":
-    """Return kernel backends for ops (see facet3d.kernels.dispatch.Backend).
+    """Return third-party kernel backends for ops (records: facet3d.core.specs.Backend).
 
-    Example::
+    facet3d's own backends are declared in facet3d.kernels and need no plugin; these are added to
+    them for dispatch once plugins are loaded. Example::
 
         @hookimpl
         def facet3d_kernel_backends():

@@ -7,8 +7,10 @@ a plugin never imports torch or open3d; `resolve` imports it on first use.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Callable, Sequence, Union
 
 Ref = Union[str, Callable[..., Any]]
 
@@ -122,3 +124,59 @@ class Benchmark:
     name: str
     description: str
     run: Ref
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One implementation of a kernel op (see facet3d.kernels.dispatch, which picks among them).
+
+    op:        the op name (``"knn"``)
+    name:      backend name (``"torch"``, ``"triton"``, ``"scipy"``)
+    impl:      the function, or ``"module:attr"``; same signature for every backend of an op
+    priority:  higher wins when several accept
+    devices:   device types accepted (``"cpu"``, ``"cuda"``)
+    dtypes:    torch dtype names accepted (``"float32"``); empty = any
+    requires:  importable modules needed (``"triton"``)
+    grad:      whether it supports autograd through its outputs
+    check:     optional ``check(*args, **kwargs) -> list[str]`` extra refusal reasons
+    advise:    optional, same signature: reasons to pass it over in automatic dispatch only
+               (e.g. "brute force is faster for this size"); a backend named explicitly still runs
+    """
+
+    op: str
+    name: str
+    impl: Ref
+    priority: int = 0
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    dtypes: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+    grad: bool = True
+    check: Ref | None = None
+    advise: Ref | None = None  # like check, but performance reasons: ignored when asked for by name
+    interpreter_ok: bool = False  # runs on CPU tensors when TRITON_INTERPRET=1
+
+    def not_supported_reasons(self, tensors: Sequence[Any], args: tuple, kwargs: dict, forced: bool = False) -> list[str]:
+        """Why this backend refuses these inputs ([] = it accepts); forced: asked for by name."""
+        reasons = []
+        for mod in self.requires:
+            if importlib.util.find_spec(mod) is None:
+                reasons.append(f"module '{mod}' is not installed")
+        ts = [t for t in tensors if hasattr(t, "device")]
+        # The interpreter (tests, debugging) takes CPU tensors only when this backend is asked for by
+        # name: automatic dispatch on a CPU must keep picking the real CPU paths.
+        interp = forced and self.interpreter_ok and os.environ.get("TRITON_INTERPRET") == "1"
+        for t in ts:
+            if t.device.type not in self.devices and not (interp and t.device.type == "cpu"):
+                reasons.append(f"device {t.device.type} not supported (needs {'/'.join(self.devices)})")
+                break
+        for t in ts:
+            if self.dtypes and t.is_floating_point() and str(t.dtype).removeprefix("torch.") not in self.dtypes:
+                reasons.append(f"dtype {str(t.dtype).removeprefix('torch.')} not supported (needs {'/'.join(self.dtypes)})")
+                break
+        if not self.grad and any(getattr(t, "requires_grad", False) for t in ts):
+            reasons.append("does not support autograd (an input requires grad)")
+        if not reasons and self.check is not None:
+            reasons.extend(resolve(self.check)(*args, **kwargs))
+        if not reasons and not forced and self.advise is not None:
+            reasons.extend(resolve(self.advise)(*args, **kwargs))
+        return reasons

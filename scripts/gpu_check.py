@@ -1,4 +1,5 @@
-"""One-shot GPU check of every Triton kernel against its torch reference, with timings.
+"""One-shot GPU check of every Triton kernel against its torch reference, with timings, and of
+`facet3d fit` training on the device (timed; the model, images, cameras and background must live there).
 
 Run once on a CUDA machine (budget: < 3 minutes):  python scripts/gpu_check.py
 ``--dry-run`` runs the same script on CPU through the Triton interpreter at tiny sizes (to test it).
@@ -14,6 +15,8 @@ import sys
 import time
 import traceback
 from pathlib import Path
+
+import numpy as np
 
 DRY = "--dry-run" in sys.argv
 if DRY:
@@ -260,6 +263,57 @@ def dispatch_case():
     return {"ok": names == expected_auto and forced == "triton", "detail": f"auto on {DEV}: {names}; forced: {forced}"}
 
 
+def fit_case(size, views, iters):
+    """Fit TS to a small rendered sphere on DEV: time it, and check where every training tensor lives."""
+    def run():
+        import tempfile
+        from types import SimpleNamespace as NS
+
+        import trimesh
+
+        from facet3d.core.structures.cameras import Cameras
+        from facet3d.plugins.triangle_splatting import fit as fit_mod
+        from facet3d.plugins.triangle_splatting.render import orbit_cameras, render
+        from facet3d.plugins.triangle_splatting.scene import TriangleScene
+
+        m = trimesh.creation.icosphere(2, radius=0.6)
+        scene = TriangleScene.from_mesh(m.vertices, m.faces, 0.5 + 0.4 * np.sin(3 * np.asarray(m.vertices)))
+        a = orbit_cameras((0, 0, 0), 2.5, views, size, fov=45, elevation=25, dtype=torch.float32)
+        cams = Cameras(a.K, a.R, a.t, (size, size), [f"r_{i}" for i in range(views)], dtype=torch.float32)
+        with torch.no_grad():
+            o = render(scene, cams, background=(1, 1, 1), hard=True)
+        v = NS(images=o["rgb"].float(), cameras=cams, names=cams.names, masks=o["alpha"].float())
+        ds = NS(train=v, test=v, points=None, point_colors=None, bounds=(torch.full((3,), -1.0), torch.full((3,), 1.0)),
+                background=(1.0, 1.0, 1.0), source="sphere", format="synthetic")
+        seen = set()
+        inner = fit_mod._render_train
+
+        def spy(model, sched, it, cam, background, image_size):
+            seen.update({str(t.device) for t in model.params.values()} | {str(cam.K.device), str(background.device)})
+            return inner(model, sched, it, cam, background, image_size)
+
+        fit_mod._render_train = spy
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                cfg = fit_mod.FitConfig(iters=iters, init_points=300, checkpoint_every=0, device=DEV)
+                t0 = time.perf_counter()
+                met = fit_mod.fit(ds, tmp, cfg)
+                if not DRY:
+                    torch.cuda.synchronize()
+                secs = time.perf_counter() - t0
+                ck = torch.load(Path(tmp) / "checkpoint.pt", weights_only=True)  # no map_location: saved on CPU
+                ck_devs = {str(t.device) for t in ck["model"].values()}
+        finally:
+            fit_mod._render_train = inner
+        want = "cpu" if DRY else "cuda:0"
+        ok = seen == {want} and met["device"] == want and ck_devs == {"cpu"}
+        return {"ok": ok, "fit_s": secs, "ms_per_iter": 1e3 * secs / iters, "psnr": met["psnr"],
+                "devices": sorted(seen), "model_device": met["device"], "checkpoint_devices": sorted(ck_devs),
+                "detail": f"{iters} iters {size}x{size}: {secs:.1f} s ({1e3 * secs / iters:.0f} ms/it), PSNR "
+                          f"{met['psnr']:.1f}; training tensors on {sorted(seen)}, checkpoint on {sorted(ck_devs)}"}
+    return run
+
+
 def main() -> int:
     if not DRY and not torch.cuda.is_available():
         print("no CUDA device: nothing to check (--dry-run tests this script on CPU)")
@@ -278,7 +332,9 @@ def main() -> int:
         check("gather fp16 dry", gather_case(2, 50, 8, 4, 3, torch.float16))
         check("trisplat dry 24x40 N30", trisplat_case(30, 24, 40))
         check("trisplat dry per-vertex", trisplat_case(20, 24, 40, per_vertex=True))
+        check("fit dry 24px 4 views", fit_case(24, 4, 6))
     else:
+        check("fit ts 128px 16 views 300 it", fit_case(128, 16, 300))
         check("knn B8 N16384 M4096 k16", knn_case(8, 16384, 4096, 16))
         check("knn B8 N16384 M4096 k32", knn_case(8, 16384, 4096, 32))
         check("knn B2 N5000 M1000 k1", knn_case(2, 5000, 1000, 1))

@@ -2,8 +2,9 @@
 
 The example is pip-installed (offline: --no-index --no-build-isolation, the venv's setuptools) into a
 temporary folder that goes on PYTHONPATH, and the CLI runs as a subprocess, so entry-point discovery,
-`facet3d plugins`, the command, the format and the pipeline step are exercised end to end. Two more
-tiny packages check failure isolation: one raises on import, one misspells a hook name.
+`facet3d plugins`, the command, the format, the pipeline step, the knn backend and the model are
+exercised end to end. Two more tiny packages check failure isolation: one raises on import, one
+misspells a hook name.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "docs" / "examples" / "facet3d-hello-plugin"
 BUILTIN_ONLY = "formats,geometry"
-HELLO_HOOKS = ["facet3d_formats", "facet3d_pipeline_steps", "facet3d_register_commands"]
+HELLO_HOOKS = ["facet3d_formats", "facet3d_kernel_backends", "facet3d_models", "facet3d_pipeline_steps",
+               "facet3d_register_commands"]
 
 
 def _pip_install_target(sources: list[Path], target: Path) -> None:
@@ -175,6 +177,7 @@ def test_help_lists_command_and_stays_light(cli, hello_target):
     # loading the plugin imports only its tiny __init__: readers, writers and steps load on first use
     probe = ("import sys; from facet3d.core.plugins import get_plugins; p = get_plugins(); "
              "assert p.infos['hello'].status == 'ok', p.infos['hello']; p.formats(); p.pipeline_steps(); "
+             "p.kernel_backends(); p.models(); "
              "print(sorted(m for m in sys.modules if m.startswith('facet3d_hello.')))")
     env = dict(os.environ, **_env(hello_target))
     env.pop("FACET3D_PLUGINS", None)
@@ -296,6 +299,64 @@ def test_disabled_by_facet3d_plugins(cli, hello_target, broken_target, tmp_path)
     res = cli("hello-stats", str(tmp_path / "x.pts"), env=env)
     assert res.returncode == 2
     assert "hello-stats" in res.stderr
+
+
+def _run_python(code: str, hello_target: Path) -> str:
+    env = dict(os.environ, **_env(hello_target))
+    env.pop("FACET3D_PLUGINS", None)
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=180)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_knn_backend_matches_the_torch_reference(hello_target):
+    out = _run_python("""
+        import torch
+        from facet3d.core import plugins
+        from facet3d.core.errors import BackendError
+        from facet3d.kernels.dispatch import backends, pick
+        from facet3d.kernels.knn import knn
+        from facet3d.kernels.knn.reference import knn_torch
+
+        g = torch.Generator().manual_seed(0)
+        q, p = torch.rand(2, 40, 3, generator=g), torch.rand(2, 300, 3, generator=g)
+        p[:, 7] = p[:, 3]  # a tie: the lower index must come first
+        q[:, 0] = p[:, 3]
+        knn(q, p, 5)
+        assert plugins.loaded_plugins() is None, "a plain knn call loaded the plugins"
+        d, i = knn(q, p, 5, backend="hello-numpy")  # a name facet3d lacks: plugins are loaded for it
+        d0, i0 = knn_torch(q, p, 5)
+        assert torch.equal(i, i0) and torch.equal(d, d0), "differs from the torch reference"
+        assert i[0, 0, 0] == 3 and i[0, 0, 1] == 7
+        assert "hello-numpy" in [b.name for b in backends("knn")]
+        assert pick("knn", q, p, 5, None, None)[0].name != "hello-numpy"  # priority -10: by name only
+        try:
+            knn(q, p, 5, point_lengths=torch.tensor([300, 200]), backend="hello-numpy")
+        except BackendError as e:
+            print("refused:", e)
+        """, hello_target)
+    assert "refused: backend 'hello-numpy' refused op 'knn': padded batches" in out
+
+
+def test_model_builds_and_runs(hello_target, cli):
+    out = _run_python("""
+        import torch
+        from facet3d.core.plugins import get_plugins
+
+        spec = get_plugins().models()["hello-tiny-cls"]
+        model = spec.create()
+        pts = torch.rand(3, 64, 3, generator=torch.Generator().manual_seed(0))
+        logits = model(pts)
+        assert logits.shape == (3, 4), logits.shape
+        assert torch.allclose(model(pts[:, torch.randperm(64)]), logits, atol=1e-6)  # max pooling: order-free
+        assert spec.num_parameters() == 3 * 16 + 16 + 16 * 16 + 16 + 16 * 4 + 4
+        print("ok")
+        """, hello_target)
+    assert out.strip() == "ok"
+    res = cli("models", "--json", env=_env(hello_target))
+    assert res.returncode == 0, res.stderr
+    (row,) = [r for r in json.loads(res.stdout) if r["name"] == "hello-tiny-cls"]
+    assert row["task"] == "classification" and row["config"] == {"classes": 4, "width": 16}
 
 
 # -- failure isolation -------------------------------------------------------------------------------

@@ -14,10 +14,14 @@ layout is the one of COLMAP's ``scripts/python/read_write_model.py`` (little end
 
 Conventions: COLMAP's qvec (w, x, y, z) / tvec are world-to-camera in OpenCV axes, exactly core
 `Cameras`.  COLMAP puts the centre of the top-left pixel at (0.5, 0.5), core at (0, 0): the
-principal point is shifted by -0.5 on read and +0.5 on write.  Lens distortion parameters are
-not applied (undistort the images first); `ColmapModel.distorted` says which images have them.
-The writer stores PINHOLE cameras (one per distinct intrinsics + size), no 2-D observations and
-empty point tracks: enough for every reader of poses and points.
+principal point is shifted by -0.5 on read and +0.5 on write.  Lens distortion is read into
+`Cameras.distortion` / ``distortion_model`` (one model per batch: cameras of one family are promoted
+to the richest model among them, e.g. SIMPLE_RADIAL + OPENCV -> OPENCV with k2 = p1 = p2 = 0; a
+model mixing pinhole-family and fisheye/FOV cameras keeps no distortion) but not applied
+(undistort the images first); `ColmapModel.distorted` says which images have non-zero terms.
+The writer stores PINHOLE cameras, or the cameras' distortion model (one COLMAP camera per
+distinct model + intrinsics + size), no 2-D observations and empty point tracks: enough for
+every reader of poses and points.
 """
 
 from __future__ import annotations
@@ -38,7 +42,14 @@ MODELS = {0: ("SIMPLE_PINHOLE", 3), 1: ("PINHOLE", 4), 2: ("SIMPLE_RADIAL", 4), 
           4: ("OPENCV", 8), 5: ("OPENCV_FISHEYE", 8), 6: ("FULL_OPENCV", 12), 7: ("FOV", 5),
           8: ("SIMPLE_RADIAL_FISHEYE", 4), 9: ("RADIAL_FISHEYE", 5), 10: ("THIN_PRISM_FISHEYE", 12)}
 _BY_NAME = {name: (mid, n) for mid, (name, n) in MODELS.items()}
-_SINGLE_F = {"SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "FOV", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE"}
+# one focal length (FOV has fx, fy: fx fy cx cy omega)
+_SINGLE_F = {"SIMPLE_PINHOLE", "SIMPLE_RADIAL", "RADIAL", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE"}
+# distortion families, poorest to richest: each model's coefficients embed by name in the next ones'
+_CHAINS = (("PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV", "FULL_OPENCV"),
+           ("SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE", "OPENCV_FISHEYE", "THIN_PRISM_FISHEYE"), ("FOV",))
+# the two-focal model a single-focal one is written as when fx != fy
+_TWO_F = {"SIMPLE_RADIAL": "OPENCV", "RADIAL": "OPENCV", "SIMPLE_RADIAL_FISHEYE": "OPENCV_FISHEYE",
+          "RADIAL_FISHEYE": "OPENCV_FISHEYE"}
 # fisheye / FOV models are not pinhole even with zero coefficients
 _NOT_PINHOLE = {"OPENCV_FISHEYE", "FOV", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE", "THIN_PRISM_FISHEYE"}
 _FILES = ("cameras", "images", "points3D")
@@ -250,8 +261,8 @@ def _read_binary(folder: Path) -> tuple[dict, list, tuple | None]:
 
 
 # ---------------------------------------------------------------------------------------- read
-def _intrinsics(model: str, params: list[float]) -> tuple[np.ndarray, bool]:
-    """-> (K [3, 3] in core's pixel convention, whether the model distorts)."""
+def _intrinsics(model: str, params: list[float]) -> tuple[np.ndarray, list[float], bool]:
+    """-> (K [3, 3] in core's pixel convention, distortion coefficients, whether the model distorts)."""
     if model in _SINGLE_F:
         fx = fy = params[0]
         cx, cy = params[1], params[2]
@@ -260,7 +271,27 @@ def _intrinsics(model: str, params: list[float]) -> tuple[np.ndarray, bool]:
         fx, fy, cx, cy = params[:4]
         extra = params[4:]
     K = np.array([[fx, 0.0, cx - 0.5], [0.0, fy, cy - 0.5], [0.0, 0.0, 1.0]])
-    return K, model in _NOT_PINHOLE or any(abs(x) > 0 for x in extra)
+    return K, list(extra), model in _NOT_PINHOLE or any(abs(x) > 0 for x in extra)
+
+
+def _coef_names(model: str) -> tuple[str, ...]:
+    from facet3d.core.structures.cameras import DISTORTION_PARAMS
+
+    # SIMPLE_RADIAL_FISHEYE's single "k" is the k1 of the richer fisheye models
+    return tuple("k1" if n == "k" else n for n in DISTORTION_PARAMS.get(model, ()))
+
+
+def _common_distortion(models: list[str], coefs: list[list[float]]) -> tuple[np.ndarray | None, str | None]:
+    """One model for a batch (module docstring) -> (distortion [B, k] or None, model name or None)."""
+    chain = next((c for c in _CHAINS if all(("PINHOLE" if m == "SIMPLE_PINHOLE" else m) in c for m in models)), None)
+    if chain is None:
+        return None, None
+    target = max(models, key=lambda m: chain.index("PINHOLE" if m == "SIMPLE_PINHOLE" else m))
+    if target in ("PINHOLE", "SIMPLE_PINHOLE"):
+        return None, None
+    names = _coef_names(target)
+    rows = [[dict(zip(_coef_names(m), c)).get(n, 0.0) for n in names] for m, c in zip(models, coefs)]
+    return np.array(rows, dtype=np.float64).reshape(len(models), len(names)), target
 
 
 def read_colmap_model(path: str | Path) -> ColmapModel:
@@ -279,7 +310,7 @@ def read_colmap_model(path: str | Path) -> ColmapModel:
     if not images:
         raise InputError(f"{folder / ('images' + ext)}: the COLMAP model has no registered image")
     images.sort(key=lambda im: im[4])
-    K, q, t, sizes, names, models, distorted = [], [], [], [], [], [], []
+    K, q, t, sizes, names, models, distorted, coefs = [], [], [], [], [], [], [], []
     for _iid, qvec, tvec, cid, name in images:
         if cid not in cams:
             raise InputError(f"{folder / ('images' + ext)}: image {name} refers to camera {cid}, "
@@ -288,11 +319,13 @@ def read_colmap_model(path: str | Path) -> ColmapModel:
         if model not in _BY_NAME or len(params) < _BY_NAME[model][1]:
             raise InputError(f"{folder / ('cameras' + ext)}: camera {cid} has model {model} with "
                              f"{len(params)} parameters")
-        k, dist = _intrinsics(model, params)
+        k, coef, dist = _intrinsics(model, params)
         K.append(k), q.append(qvec), t.append(tvec), sizes.append((h, w)), names.append(name)
-        models.append(model), distorted.append(dist)
+        models.append(model), distorted.append(dist), coefs.append(coef)
+    dist_coefs, dist_model = _common_distortion(models, coefs)
     try:
-        cameras = Cameras.from_colmap(np.array(q), np.array(t), np.array(K), np.array(sizes), names)
+        cameras = Cameras.from_colmap(np.array(q), np.array(t), np.array(K), np.array(sizes), names,
+                                      distortion=dist_coefs, distortion_model=dist_model)
     except GeometryError as exc:
         raise InputError(f"{folder / ('images' + ext)}: {exc}") from exc
     out = ColmapModel(cameras, names, camera_models=models, distorted=distorted, folder=folder, binary=ext == ".bin")
@@ -304,11 +337,22 @@ def read_colmap_model(path: str | Path) -> ColmapModel:
 def read_colmap_cameras(path: str | Path):
     """COLMAP model (folder or one of its files) -> `Cameras` sorted by image name (names = image names).
 
-    ``cameras.meta_distortion`` is True when some camera has distortion terms (not applied).
+    ``cameras.has_distortion`` is True when some camera has distortion terms (kept, not applied).
     """
-    model = read_colmap_model(path)
-    model.cameras.meta_distortion = model.has_distortion  # type: ignore[attr-defined]
-    return model.cameras
+    return read_colmap_model(path).cameras
+
+
+def _colmap_camera(model: str | None, w: int, h: int, K: np.ndarray, coef: np.ndarray | None) -> tuple:
+    """-> (model name, w, h, *params) of one camera in COLMAP's convention (principal point +0.5)."""
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2] + 0.5, K[1, 2] + 0.5
+    if model is None:
+        return ("PINHOLE", w, h, fx, fy, cx, cy)
+    c = dict(zip(_coef_names(model), coef.tolist()))
+    if model in _SINGLE_F and fx != fy:
+        model = _TWO_F[model]
+    vals = [c.get(n, 0.0) for n in _coef_names(model)]
+    intr = [fx, cx, cy] if model in _SINGLE_F else [fx, fy, cx, cy]
+    return (model, w, h, *intr, *vals)
 
 
 # ---------------------------------------------------------------------------------------- write
@@ -318,7 +362,8 @@ def write_colmap_model(folder: str | Path, cameras, image_names=None, points=Non
 
     image_names: B names (default ``cameras.names``); points ``[P, 3]``, colors ``[P, 3]`` uint8
     (or floats in [0, 1]; default grey), errors ``[P]`` (default 0): points3D file written when
-    ``points`` is given.  Cameras are PINHOLE with the principal point +0.5 (COLMAP's pixel
+    ``points`` is given.  Cameras are PINHOLE, or their distortion model (a single-focal model with
+    fx != fy is written as OPENCV / OPENCV_FISHEYE), with the principal point +0.5 (COLMAP's pixel
     convention); cameras with skew raise `GeometryError`.  Text floats use repr (exact round trip).
     """
     if cameras.image_size is None:
@@ -333,11 +378,13 @@ def write_colmap_model(folder: str | Path, cameras, image_names=None, points=Non
         raise GeometryError("COLMAP PINHOLE cameras cannot store skew (K[0, 1] != 0)")
     q, t = (a.detach().cpu().double().numpy() for a in cameras.to_colmap())
     hw = cameras.image_size.cpu().numpy()
-    # one COLMAP camera per distinct (size, intrinsics), ids from 1
+    dist = None if cameras.distortion is None else cameras.distortion.detach().cpu().double().numpy()
+    # one COLMAP camera per distinct (model, size, params), ids from 1
     cam_ids: dict[tuple, int] = {}
     img_cam = []
     for i in range(len(cameras)):
-        key = (int(hw[i, 1]), int(hw[i, 0]), K[i, 0, 0], K[i, 1, 1], K[i, 0, 2] + 0.5, K[i, 1, 2] + 0.5)
+        key = _colmap_camera(cameras.distortion_model, int(hw[i, 1]), int(hw[i, 0]), K[i],
+                             None if dist is None else dist[i])
         img_cam.append(cam_ids.setdefault(key, len(cam_ids) + 1))
     if points is not None:
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
@@ -355,8 +402,8 @@ def write_colmap_model(folder: str | Path, cameras, image_names=None, points=Non
     if binary:
         with open(out / "cameras.bin", "wb") as fh:
             fh.write(struct.pack("<Q", len(cam_ids)))
-            for (w, h, *params), cid in cam_ids.items():
-                fh.write(struct.pack("<iiQQ4d", cid, _BY_NAME["PINHOLE"][0], w, h, *params))
+            for (model, w, h, *params), cid in cam_ids.items():
+                fh.write(struct.pack(f"<iiQQ{len(params)}d", cid, _BY_NAME[model][0], w, h, *params))
         with open(out / "images.bin", "wb") as fh:
             fh.write(struct.pack("<Q", len(cameras)))
             for i, name in enumerate(names):
@@ -371,8 +418,8 @@ def write_colmap_model(folder: str | Path, cameras, image_names=None, points=Non
         r = repr
         lines = ["# Camera list with one line of data per camera:",
                  "#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]", f"# Number of cameras: {len(cam_ids)}"]
-        lines += [f"{cid} PINHOLE {w} {h} {' '.join(r(float(x)) for x in params)}"
-                  for (w, h, *params), cid in cam_ids.items()]
+        lines += [f"{cid} {model} {w} {h} {' '.join(r(float(x)) for x in params)}"
+                  for (model, w, h, *params), cid in cam_ids.items()]
         (out / "cameras.txt").write_text("\n".join(lines) + "\n")
         lines = ["# Image list with two lines of data per image:",
                  "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",

@@ -2,10 +2,15 @@
 
 Definitions (x = prediction, y = reference; d(p, S) = Euclidean distance to the nearest point of S):
 
-* ``chamfer_distance(x, y, norm="l2")``: mean_x d(x, y)^2 + mean_y d(y, x)^2 (pytorch3d's
-  default, squared distances); ``norm="l1"``: mean_x d(x, y) + mean_y d(y, x) with unsquared
-  distances (the "Chamfer-L1" of Occupancy Networks, which reports half of this sum).
-  Both directions are returned separately too.
+* Chamfer = the average of the two directional means (`chamfer_from_means`), the definition of
+  mesh-reconstruction benchmarks (Occupancy Networks / ConvONet, DTU-style evaluation) and of
+  ``facet3d compare``:
+
+  - ``norm="l1"``: Chamfer-L1 = (mean_x d(x, y) + mean_y d(y, x)) / 2 = (accuracy + completeness) / 2;
+  - ``norm="l2"``: Chamfer-L2 = (mean_x d(x, y)^2 + mean_y d(y, x)^2) / 2 (half of pytorch3d's
+    ``chamfer_distance``, which sums the two squared terms).
+
+  Both directional means are returned too.
 * ``fscore(x, y, tau)``: precision = fraction of x with d(x, y) < tau, recall = fraction of y
   with d(y, x) < tau, F = 2 P R / (P + R) (0 when both are 0) - Tanks and Temples' definition;
   accuracy = mean_x d(x, y), completeness = mean_y d(y, x).
@@ -13,9 +18,10 @@ Definitions (x = prediction, y = reference; d(p, S) = Euclidean distance to the 
 Inputs: ``[N, 3]`` or padded ``[B, N, 3]`` with optional ``lengths [B]``, `Pointclouds`, numpy or
 torch.  Results are torch tensors ``[B]`` (or scalars after reduction).
 
-Nearest neighbours: ``backend="torch"`` (``torch.cdist`` in chunks, any device), ``"kdtree"``
-(scipy cKDTree on CPU; indices found in numpy, distances recomputed in torch so gradients
-still flow), or ``"auto"``: torch while N * M is small or on GPU, KD-tree for large CPU inputs.
+Nearest neighbours come from `facet3d.core.ops.neighbors` (the kernels' knn dispatcher: Triton on
+GPU, a KD-tree for large CPU clouds, brute force for small ones); ``backend`` names a knn backend
+("torch", "scipy", "triton") to force one.  Distances are recomputed from the found neighbours,
+so gradients flow to both clouds.
 """
 
 from __future__ import annotations
@@ -27,11 +33,10 @@ import torch
 from torch import Tensor
 
 from ..errors import GeometryError
+from .neighbors import knn_points, safe_sqrt
 
-__all__ = ["nearest_neighbor_distances", "chamfer_distance", "ChamferResult", "fscore", "FScoreResult"]
-
-_AUTO_TORCH_MAX_PAIRS = 4_000_000  # above this (N * M) a CPU KD-tree beats dense cdist
-_CHUNK_PAIRS = 16_000_000          # cdist block size, bounds memory at ~64 MB (float32)
+__all__ = ["nearest_neighbor_distances", "chamfer_distance", "chamfer_from_means", "ChamferResult",
+           "fscore", "FScoreResult"]
 
 
 def _as_batch(x, lengths=None) -> tuple[Tensor, Tensor]:
@@ -63,50 +68,23 @@ def _pair(a, al, b, bl) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return ap.to(dt), al, bp.to(device=ap.device, dtype=dt), bl.to(ap.device)
 
 
-def _nn_torch(x: Tensor, y: Tensor) -> Tensor:
-    """Index into y ``[M]`` of the nearest neighbour of each row of x ``[N, 3]``."""
-    step = max(1, _CHUNK_PAIRS // max(len(y), 1))
-    return torch.cat([torch.cdist(x[i:i + step].detach(), y.detach()).argmin(dim=1)
-                      for i in range(0, len(x), step)])
+def nearest_neighbor_distances(x, y, backend: str | None = None) -> tuple[Tensor, Tensor]:
+    """For each point of x: Euclidean distance to, and index of, its nearest point in y.
 
-
-def _nn_kdtree(x: Tensor, y: Tensor) -> Tensor:
-    from scipy.spatial import cKDTree
-    xn = x.detach().cpu().double().numpy()
-    yn = y.detach().cpu().double().numpy()
-    _, idx = cKDTree(yn).query(xn, k=1, workers=-1)
-    return torch.as_tensor(idx, dtype=torch.int64, device=x.device)
-
-
-def _nn_index(x: Tensor, y: Tensor, backend: str) -> Tensor:
-    if backend == "auto":
-        backend = "torch" if (x.device.type != "cpu" or len(x) * len(y) <= _AUTO_TORCH_MAX_PAIRS) else "kdtree"
-    if backend == "torch":
-        return _nn_torch(x, y)
-    if backend == "kdtree":
-        return _nn_kdtree(x, y)
-    raise ValueError(f"backend must be 'auto', 'torch' or 'kdtree', got {backend!r}")
-
-
-def nearest_neighbor_distances(x, y, backend: str = "auto") -> tuple[Tensor, Tensor]:
-    """For each point of ``x [N, 3]``: Euclidean distance ``[N]`` to and index ``[N]`` of its nearest point in ``y [M, 3]``.
-
-    The distance is recomputed exactly from the gathered neighbour (cdist's matmul formula
-    loses precision for nearly equal points), and is differentiable w.r.t. x and y.
+    x: array | Tensor  # [N, 3]
+    y: array | Tensor  # [M, 3], M >= 1
+    backend: str       # knn backend by name (else the best for the inputs)
+    returns (dist [N], idx [N] int64) as torch tensors; dist is differentiable w.r.t. x and y
     """
     x = x if isinstance(x, Tensor) else torch.as_tensor(np.asarray(x))
     y = y if isinstance(y, Tensor) else torch.as_tensor(np.asarray(y))
     if len(y) == 0:
         raise GeometryError("nearest neighbour search needs a non-empty reference set")
-    if len(x) == 0:
-        return x.new_zeros(0), torch.zeros(0, dtype=torch.int64, device=x.device)
-    y = y.to(device=x.device, dtype=torch.promote_types(x.dtype, y.dtype))
-    x = x.to(y.dtype)
-    idx = _nn_index(x, y, backend)
-    return (x - y[idx]).norm(dim=-1), idx
+    d, idx = knn_points(x, y, 1, backend=backend)
+    return d[:, 0], idx[:, 0]
 
 
-def _directional(x: Tensor, xl: Tensor, y: Tensor, yl: Tensor, backend: str) -> list[Tensor]:
+def _directional(x: Tensor, xl: Tensor, y: Tensor, yl: Tensor, backend: str | None) -> list[Tensor]:
     """Per batch element, squared nearest-neighbour distances ``[n_b]`` from x to y."""
     out = []
     for b in range(x.shape[0]):
@@ -116,16 +94,9 @@ def _directional(x: Tensor, xl: Tensor, y: Tensor, yl: Tensor, backend: str) -> 
         xb, yb = x[b, :nx], y[b, :ny]
         if not bool(torch.isfinite(xb).all() and torch.isfinite(yb).all()):
             raise GeometryError(f"cloud {b} has non-finite coordinates")
-        idx = _nn_index(xb, yb, backend)
         # squared distance from the difference itself: smooth gradients even at d = 0
-        out.append((xb - yb[idx]).square().sum(-1))
+        out.append(knn_points(xb, yb, 1, squared=True, backend=backend)[0][:, 0])
     return out
-
-
-def _safe_sqrt(d2: Tensor) -> Tensor:
-    """sqrt with a zero (not NaN) gradient at 0, where identical points meet."""
-    pos = d2 > 0
-    return torch.where(pos, torch.where(pos, d2, torch.ones_like(d2)).sqrt(), torch.zeros_like(d2))
 
 
 def _reduce(v: Tensor, reduction: str) -> Tensor:
@@ -138,28 +109,40 @@ def _reduce(v: Tensor, reduction: str) -> Tensor:
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
+def chamfer_from_means(x_to_y, y_to_x):
+    """Chamfer from its two directional means: ``(x_to_y + y_to_x) / 2`` (numbers, numpy or torch).
+
+    The one definition behind `chamfer_distance` and ``facet3d compare``: with Euclidean means it
+    is Chamfer-L1 = (accuracy + completeness) / 2, with squared ones Chamfer-L2.
+    """
+    return (x_to_y + y_to_x) / 2
+
+
 class ChamferResult(NamedTuple):
-    chamfer: Tensor   # x_to_y + y_to_x, [B] or reduced
+    chamfer: Tensor   # (x_to_y + y_to_x) / 2, [B] or reduced
     x_to_y: Tensor    # mean over x of d(x, y) (squared for l2)
     y_to_x: Tensor    # mean over y of d(y, x) (squared for l2)
 
 
 def chamfer_distance(x, y, *, x_lengths=None, y_lengths=None, norm: str = "l2", reduction: str = "mean",
-                     backend: str = "auto") -> ChamferResult:
-    """Chamfer distance between clouds ``x [B, N, 3]`` and ``y [B, M, 3]`` (see the module docstring).
+                     backend: str | None = None) -> ChamferResult:
+    """Chamfer distance between clouds x and y (see the module docstring).
 
-    norm: ``"l2"`` (squared Euclidean) or ``"l1"`` (Euclidean, unsquared).
+    x: [B, N, 3] | [N, 3] | Pointclouds; y: [B, M, 3] | [M, 3] | Pointclouds (lengths for padding)
+    norm: ``"l2"``: Chamfer-L2 = (mean_x d^2 + mean_y d^2) / 2, squared Euclidean;
+          ``"l1"``: Chamfer-L1 = (mean_x d + mean_y d) / 2, Euclidean (unsquared).
     reduction: over the batch - ``"mean"``, ``"sum"`` or ``"none"`` (``[B]``).
+    backend: a knn backend by name ("torch", "scipy", "triton"), else the best for the inputs.
     """
     if norm not in ("l1", "l2"):
         raise ValueError(f"norm must be 'l1' or 'l2', got {norm!r}")
     xp, xl, yp, yl = _pair(x, x_lengths, y, y_lengths)
     dx = _directional(xp, xl, yp, yl, backend)
     dy = _directional(yp, yl, xp, xl, backend)
-    f = (lambda d2: d2.mean()) if norm == "l2" else (lambda d2: _safe_sqrt(d2).mean())
+    f = (lambda d2: d2.mean()) if norm == "l2" else (lambda d2: safe_sqrt(d2).mean())
     cx = torch.stack([f(d) for d in dx])
     cy = torch.stack([f(d) for d in dy])
-    return ChamferResult(_reduce(cx + cy, reduction), _reduce(cx, reduction), _reduce(cy, reduction))
+    return ChamferResult(_reduce(chamfer_from_means(cx, cy), reduction), _reduce(cx, reduction), _reduce(cy, reduction))
 
 
 class FScoreResult(NamedTuple):
@@ -170,7 +153,7 @@ class FScoreResult(NamedTuple):
     completeness: Tensor  # [B] mean distance reference -> prediction
 
 
-def fscore(pred, gt, threshold, *, pred_lengths=None, gt_lengths=None, backend: str = "auto") -> FScoreResult:
+def fscore(pred, gt, threshold, *, pred_lengths=None, gt_lengths=None, backend: str | None = None) -> FScoreResult:
     """Precision / recall / F-score at ``threshold`` (a float, or a sequence -> last dim ``[T]``),
     plus accuracy and completeness, per batch element (unreduced, ``[B]``)."""
     pp, pl, gp, gl = _pair(pred, pred_lengths, gt, gt_lengths)
@@ -178,8 +161,8 @@ def fscore(pred, gt, threshold, *, pred_lengths=None, gt_lengths=None, backend: 
     tau = torch.as_tensor(np.atleast_1d(np.asarray(threshold, dtype=np.float64)), device=pp.device)
     if not bool((tau > 0).all()):
         raise GeometryError("F-score thresholds must be positive")
-    dp = [_safe_sqrt(d2) for d2 in _directional(pp, pl, gp, gl, backend)]
-    dg = [_safe_sqrt(d2) for d2 in _directional(gp, gl, pp, pl, backend)]
+    dp = [safe_sqrt(d2) for d2 in _directional(pp, pl, gp, gl, backend)]
+    dg = [safe_sqrt(d2) for d2 in _directional(gp, gl, pp, pl, backend)]
     prec = torch.stack([(d.detach().double()[:, None] < tau).double().mean(0) for d in dp])
     rec = torch.stack([(d.detach().double()[:, None] < tau).double().mean(0) for d in dg])
     denom = prec + rec

@@ -11,8 +11,9 @@
   sum_i n_i . (p_i - centroid) > 0: for a closed surface sampled uniformly this sum estimates
   the surface integral of n . (x - c) = 3 * volume > 0 (divergence theorem), i.e. "outwards".
 
-Neighbours come from scipy's cKDTree on CPU float64 numpy.  numpy in -> numpy out, torch in ->
-torch out (same dtype/device); points ``[N, 3]``.
+Neighbours come from `facet3d.core.ops.neighbors` (the kernels' knn dispatcher) on float64; ties
+go to the lower point index.  numpy in -> numpy out, torch in -> torch out (same dtype/device);
+points ``[N, 3]``.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import numpy as np
 import torch
 from scipy import sparse
 from scipy.sparse import csgraph
-from scipy.spatial import cKDTree
 
 from ..errors import GeometryError
 from ..convert import to_numpy
+from .neighbors import ball_query, knn_points
 
 __all__ = ["estimate_normals", "orient_towards_viewpoint", "orient_consistent", "neighbour_sign_agreement"]
 
@@ -49,15 +50,16 @@ def _like(result: np.ndarray, reference):
 
 
 def _knn(p: np.ndarray, k: int, radius: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``[N, k]`` and validity mask ``[N, k]`` of neighbours (self included)."""
+    """Indices ``[N, k]`` and validity mask ``[N, k]`` of neighbours (self included).
+
+    p: ndarray  # [N, 3] float64; radius: keep only neighbours closer than it (at most k)
+    """
     k = min(k, len(p))
-    tree = cKDTree(p)
     if radius is None:
-        _, idx = tree.query(p, k=k)
-        return idx.reshape(len(p), k), np.ones((len(p), k), dtype=bool)
-    d, idx = tree.query(p, k=k, distance_upper_bound=radius)
-    idx, d = idx.reshape(len(p), k), d.reshape(len(p), k)
-    valid = np.isfinite(d)
+        _, idx = knn_points(p, p, k, squared=True)
+        return idx, np.ones(idx.shape, dtype=bool)
+    _, idx = ball_query(p, p, radius, k, squared=True)
+    valid = idx >= 0
     return np.where(valid, idx, 0), valid
 
 
@@ -118,7 +120,7 @@ def orient_consistent(points, normals, k: int = 16):
     n = to_numpy(normals).astype(np.float64, copy=True)
     N = len(p)
     k = min(k, N - 1)
-    _, idx = cKDTree(p).query(p, k=k + 1)
+    _, idx = knn_points(p, p, k + 1, squared=True)  # [N, k + 1]; column 0 is the point itself (bar duplicates)
     rows = np.repeat(np.arange(N), k)
     cols = idx[:, 1:].reshape(-1)
     # 1 - |cos| plus a tiny distance-free epsilon: scipy drops explicit zeros, which would cut
@@ -153,6 +155,6 @@ def neighbour_sign_agreement(points, normals, k: int = 10) -> float:
     """Fraction of kNN edges (i, j) with n_i . n_j > 0: 1.0 for perfectly consistent normals."""
     p = _check_points(points)
     n = to_numpy(normals).astype(np.float64)
-    _, idx = cKDTree(p).query(p, k=min(k + 1, len(p)))
+    _, idx = knn_points(p, p, min(k + 1, len(p)), squared=True)
     dots = np.einsum("ij,ikj->ik", n, n[idx[:, 1:]])
     return float((dots > 0).mean())

@@ -30,7 +30,13 @@ Core JSON format (`save_json` / `load_json`)::
                   "R": [[...], [...], [...]], "t": [tx, ty, tz], "width": 768, "height": 512}, ...]}
 
 R and t are world-to-camera, OpenCV axes, exactly the attributes of `Cameras`; a bare list of
-camera objects is accepted on load too.
+camera objects is accepted on load too.  Cameras with lens distortion add
+``"distortion_model": "OPENCV", "distortion": [k1, k2, p1, p2]`` to each entry (absent: pinhole;
+files without them, older ones included, load as pinhole; the version stays 1).
+
+Lens distortion (`distortion` ``[B, k]`` + `distortion_model`, COLMAP's model names and parameter
+order, see `DISTORTION_PARAMS`) is carried along (indexing, `.to`, `resized`, JSON, COLMAP) but
+*not applied*: `project`, `unproject` and `rays` are pinhole (undistort the images first).
 """
 
 from __future__ import annotations
@@ -46,10 +52,22 @@ from torch import Tensor
 from ..errors import GeometryError, InputError
 from ..ops.rotations import matrix_to_quaternion, quaternion_to_matrix
 
-__all__ = ["Cameras", "intrinsics_matrix", "look_at_R"]
+__all__ = ["Cameras", "intrinsics_matrix", "look_at_R", "DISTORTION_PARAMS"]
 
 _GL_TO_CV = torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)  # flip y and z camera axes
 FORMAT_NAME = "facet3d.cameras"
+
+# COLMAP / OpenCV distortion models -> their coefficients (after the intrinsics), in COLMAP's order;
+# they act on normalised camera coordinates, so resizing an image leaves them unchanged
+DISTORTION_PARAMS: dict[str, tuple[str, ...]] = {
+    "SIMPLE_RADIAL": ("k1",), "RADIAL": ("k1", "k2"), "OPENCV": ("k1", "k2", "p1", "p2"),
+    "FULL_OPENCV": ("k1", "k2", "p1", "p2", "k3", "k4", "k5", "k6"),
+    "OPENCV_FISHEYE": ("k1", "k2", "k3", "k4"), "FOV": ("omega",),
+    "SIMPLE_RADIAL_FISHEYE": ("k",), "RADIAL_FISHEYE": ("k1", "k2"),
+    "THIN_PRISM_FISHEYE": ("k1", "k2", "p1", "p2", "k3", "k4", "sx1", "sy1"),
+}
+# models that bend rays even with all coefficients 0
+_NOT_PINHOLE = {"OPENCV_FISHEYE", "FOV", "SIMPLE_RADIAL_FISHEYE", "RADIAL_FISHEYE", "THIN_PRISM_FISHEYE"}
 
 
 def intrinsics_matrix(fx, fy, cx, cy, skew=0.0, dtype=torch.float64) -> Tensor:
@@ -72,10 +90,13 @@ class Cameras:
     (height, width) or one ``(height, width)`` for all; names: optional B strings.
     Unbatched ``[3, 3]`` / ``[3]`` inputs are taken as B = 1.  Default dtype float64: poses of
     large scenes lose millimetres in float32.
+    distortion: optional ``[B, k]`` (or ``[k]`` for all) coefficients of ``distortion_model`` (a key
+    of `DISTORTION_PARAMS`; k = its number of coefficients); stored, not applied.
     """
 
     def __init__(self, K, R, t, image_size=None, names: Sequence[str] | None = None,
-                 dtype: torch.dtype = torch.float64, device=None) -> None:
+                 dtype: torch.dtype = torch.float64, device=None, distortion=None,
+                 distortion_model: str | None = None) -> None:
         self.K = _batched(K, 2, dtype, device)
         self.R = _batched(R, 2, dtype, self.K.device)
         self.t = _batched(t, 1, dtype, self.K.device)
@@ -96,13 +117,27 @@ class Cameras:
         if len(self.names) != B:
             raise GeometryError(f"{len(self.names)} names for {B} cameras")
         self.device = self.K.device
+        self.distortion, self.distortion_model = _check_distortion(distortion, distortion_model, B, self.K)
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
         return self.K.shape[0]
 
     def __repr__(self) -> str:
-        return f"Cameras(B={len(self)}, device={self.device})"
+        lens = f", distortion={self.distortion_model}" if self.distortion_model else ""
+        return f"Cameras(B={len(self)}, device={self.device}{lens})"
+
+    @property
+    def has_distortion(self) -> bool:
+        """True when some camera's lens model bends rays (non-zero coefficients, or a fisheye/FOV model)."""
+        if self.distortion_model is None:
+            return False
+        return self.distortion_model in _NOT_PINHOLE or bool((self.distortion != 0).any())
+
+    def _like(self, K, R, t, image_size, names, distortion, dtype=None) -> "Cameras":
+        """A new batch with this one's distortion model (every constructor call goes through here)."""
+        return Cameras(K, R, t, image_size, names, dtype=dtype or K.dtype, device=K.device,
+                       distortion=distortion, distortion_model=self.distortion_model)
 
     def __getitem__(self, index) -> "Cameras":
         idx = [range(len(self))[index]] if isinstance(index, int) else index
@@ -113,13 +148,16 @@ class Cameras:
             idx_t = idx_t.nonzero().flatten()
         names = [self.names[int(i)] for i in idx_t.tolist()]
         size = None if self.image_size is None else self.image_size[idx_t]
-        return Cameras(self.K[idx_t], self.R[idx_t], self.t[idx_t], size, names, dtype=self.K.dtype)
+        dist = None if self.distortion is None else self.distortion[idx_t]
+        return self._like(self.K[idx_t], self.R[idx_t], self.t[idx_t], size, names, dist)
 
     def to(self, device=None, dtype: torch.dtype | None = None) -> "Cameras":
+        """The cameras on ``device`` and/or in float ``dtype`` (image_size stays int64)."""
         dtype = dtype or self.K.dtype
         size = None if self.image_size is None else self.image_size.to(device)
-        return Cameras(self.K.to(device, dtype), self.R.to(device, dtype), self.t.to(device, dtype), size,
-                       self.names, dtype=dtype)
+        dist = None if self.distortion is None else self.distortion.to(device, dtype)
+        return self._like(self.K.to(device, dtype), self.R.to(device, dtype), self.t.to(device, dtype), size,
+                          self.names, dist, dtype)
 
     def resized(self, height: int, width: int) -> "Cameras":
         """The same cameras for images resampled to ``height x width`` (every camera; needs image_size).
@@ -138,7 +176,15 @@ class Cameras:
         K[:, 0, 2] = (K[:, 0, 2] + 0.5) * sx - 0.5
         K[:, 1, 1] *= sy
         K[:, 1, 2] = (K[:, 1, 2] + 0.5) * sy - 0.5
-        return Cameras(K, self.R, self.t, (int(height), int(width)), self.names, dtype=K.dtype, device=self.device)
+        # distortion acts on normalised coordinates: unchanged by resampling
+        return self._like(K, self.R, self.t, (int(height), int(width)), self.names, self.distortion)
+
+    def with_image_size(self, height: int, width: int) -> "Cameras":
+        """These cameras with image size ``height x width``: K scaled when they had another size, kept
+        when they had none."""
+        if self.image_size is None:
+            return self._like(self.K, self.R, self.t, (int(height), int(width)), self.names, self.distortion)
+        return self.resized(height, width)
 
     @property
     def width(self) -> Tensor | None:
@@ -285,10 +331,13 @@ class Cameras:
 
     # ------------------------------------------------------------------ COLMAP
     @classmethod
-    def from_colmap(cls, qvec, tvec, K, image_size=None, names=None, dtype=torch.float64) -> "Cameras":
-        """COLMAP poses: ``qvec [B, 4]`` (w, x, y, z) and ``tvec [B, 3]``, world-to-camera."""
+    def from_colmap(cls, qvec, tvec, K, image_size=None, names=None, dtype=torch.float64, distortion=None,
+                    distortion_model: str | None = None) -> "Cameras":
+        """COLMAP poses: ``qvec [B, 4]`` (w, x, y, z) and ``tvec [B, 3]``, world-to-camera; optional
+        ``distortion [B, k]`` of ``distortion_model`` (COLMAP's parameters after the intrinsics)."""
         q = _batched(qvec, 1, dtype, None)
-        return cls(K, quaternion_to_matrix(q), tvec, image_size, names, dtype=dtype)
+        return cls(K, quaternion_to_matrix(q), tvec, image_size, names, dtype=dtype, distortion=distortion,
+                   distortion_model=distortion_model)
 
     def to_colmap(self) -> tuple[Tensor, Tensor]:
         """-> ``(qvec [B, 4] (w, x, y, z) with w >= 0, tvec [B, 3])`` as in COLMAP's images.txt."""
@@ -324,6 +373,9 @@ class Cameras:
             d = {"name": self.names[i], "K": self.K[i].tolist(), "R": self.R[i].tolist(), "t": self.t[i].tolist()}
             if self.image_size is not None:
                 d["width"], d["height"] = int(self.width[i]), int(self.height[i])
+            if self.distortion_model is not None:
+                d["distortion_model"] = self.distortion_model
+                d["distortion"] = self.distortion[i].tolist()
             out.append(d)
         return out
 
@@ -346,8 +398,21 @@ class Cameras:
         if all("width" in c and "height" in c for c in items):
             sizes = [[int(c["height"]), int(c["width"])] for c in items]
         names = [str(c.get("name", f"{i:04d}")) for i, c in enumerate(items)]
-        return cls(np.array(K, dtype=np.float64), np.array(R, dtype=np.float64), np.array(t, dtype=np.float64),
-                   sizes, names, dtype=dtype)
+        models = {c.get("distortion_model") for c in items}
+        if len(models) > 1:
+            raise InputError(f"cameras mix distortion models ({', '.join(sorted(map(str, models)))})")
+        model = models.pop()
+        dist = None
+        if model is not None:
+            try:
+                dist = np.array([c["distortion"] for c in items], dtype=np.float64)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InputError(f"camera entry with distortion_model {model} lacks a valid distortion list ({exc})") from exc
+        try:
+            return cls(np.array(K, dtype=np.float64), np.array(R, dtype=np.float64), np.array(t, dtype=np.float64),
+                       sizes, names, dtype=dtype, distortion=dist, distortion_model=model)
+        except GeometryError as exc:
+            raise InputError(str(exc)) from exc
 
     @classmethod
     def load_json(cls, path) -> "Cameras":
@@ -361,6 +426,24 @@ class Cameras:
         if not isinstance(items, list):
             raise InputError(f"{path}: expected a 'cameras' list")
         return cls.from_dicts(items)
+
+
+def _check_distortion(distortion, model: str | None, B: int, K: Tensor) -> tuple[Tensor | None, str | None]:
+    """-> (distortion ``[B, k]`` in K's dtype / device, or None; the model name)."""
+    if distortion is None and model is None:
+        return None, None
+    if model not in DISTORTION_PARAMS:
+        raise GeometryError(f"unknown distortion model {model!r} (expected one of {', '.join(DISTORTION_PARAMS)})")
+    k = len(DISTORTION_PARAMS[model])
+    d = torch.zeros(B, k, dtype=K.dtype, device=K.device) if distortion is None else \
+        torch.as_tensor(np.asarray(distortion) if not isinstance(distortion, Tensor) else distortion,
+                        dtype=K.dtype, device=K.device)
+    d = d[None] if d.ndim == 1 else d
+    if d.ndim != 2 or d.shape[1] != k or d.shape[0] not in (1, B):
+        raise GeometryError(f"{model} distortion needs [B, {k}] coefficients, got {tuple(d.shape)}")
+    if d.device.type != "meta" and not bool(torch.isfinite(d).all()):
+        raise GeometryError("camera distortion has non-finite entries")
+    return d.expand(B, k).clone(), model
 
 
 def look_at_R(eye, target, up=(0.0, 0.0, 1.0)) -> Tensor:

@@ -1,6 +1,6 @@
 """Farthest point sampling: `farthest_point_sample(points, n)` through the backend dispatcher.
 
-Backends (see facet3d.kernels.backends): ``triton`` (CUDA, float32), ``open3d`` (CPU, only for
+Backends (`BACKENDS` below): ``triton`` (CUDA, float32), ``open3d`` (CPU, only for
 ``ordered=False``: the same set, sorted by index) and ``torch`` (reference). See `reference` for
 the conventions (ties -> lowest index).
 """
@@ -10,10 +10,23 @@ from __future__ import annotations
 import torch
 
 from facet3d.core.errors import UsageError
+from facet3d.core.specs import Backend
 from facet3d.kernels._util import check_points, lengths_or_full, need_at_least
 from facet3d.kernels.fps.reference import start_indices
 
-__all__ = ["farthest_point_sample"]
+__all__ = ["farthest_point_sample", "BACKENDS"]
+
+_M = "facet3d.kernels.fps"
+
+# The dispatcher's records for this op. Priorities: triton (CUDA) 100 > open3d (CPU, ordered=False
+# only) 50 > torch reference 0. Implementations are "module:attr" strings: resolved on first use.
+BACKENDS = [
+    Backend(op="fps", name="triton", impl=f"{_M}.triton_impl:fps_triton", priority=100, devices=("cuda",),
+            dtypes=("float32",), requires=("triton",), check=f"{_M}.triton_impl:check", interpreter_ok=True),
+    Backend(op="fps", name="open3d", impl=f"{_M}.open3d_impl:fps_open3d", priority=50, devices=("cpu",),
+            requires=("open3d",), check=f"{_M}.open3d_impl:check"),
+    Backend(op="fps", name="torch", impl=f"{_M}.reference:fps_torch", priority=0),
+]
 
 
 def farthest_point_sample(points: torch.Tensor, n: int, lengths: torch.Tensor | None = None,

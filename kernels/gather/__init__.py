@@ -1,6 +1,6 @@
 """Grouping gather: `gather_points(features, idx)` -> [B, M, K, C] through the dispatcher.
 
-Backends (see facet3d.kernels.backends): ``triton`` (CUDA; forward + atomic scatter-add backward)
+Backends (`BACKENDS` below): ``triton`` (CUDA; forward + atomic scatter-add backward)
 and ``torch`` (reference, ``torch.gather``). Typical use: group features of knn/ball-query
 neighbourhoods, ``gather_points(feats, knn(q, p, k)[1])``.
 """
@@ -10,8 +10,19 @@ from __future__ import annotations
 import torch
 
 from facet3d.core.errors import UsageError
+from facet3d.core.specs import Backend
 
-__all__ = ["gather_points"]
+__all__ = ["gather_points", "BACKENDS"]
+
+_M = "facet3d.kernels.gather"
+
+# The dispatcher's records for this op: triton (CUDA) 100 > torch reference 0.
+BACKENDS = [
+    Backend(op="gather", name="triton", impl=f"{_M}.triton_impl:gather_triton", priority=100, devices=("cuda",),
+            dtypes=("float32", "float16", "bfloat16"), requires=("triton",), check=f"{_M}.triton_impl:check",
+            interpreter_ok=True),
+    Backend(op="gather", name="torch", impl=f"{_M}.reference:gather_torch", priority=0),
+]
 
 
 def gather_points(features: torch.Tensor, idx: torch.Tensor, backend: str | None = None) -> torch.Tensor:

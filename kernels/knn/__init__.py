@@ -1,6 +1,6 @@
 """k-nearest neighbours: `knn(query, points, k)` through the backend dispatcher.
 
-Backends (see facet3d.kernels.backends): ``triton`` (CUDA, float32), ``scipy`` (CPU KD-tree),
+Backends (`BACKENDS` below): ``triton`` (CUDA, float32), ``scipy`` (CPU KD-tree),
 ``torch`` (reference, anywhere). All return identical indices; see `reference` for the contract
 (squared distances, ties -> lower index, padded rows -> idx -1 / dist 0).
 """
@@ -10,9 +10,22 @@ from __future__ import annotations
 import torch
 
 from facet3d.core.errors import UsageError
+from facet3d.core.specs import Backend
 from facet3d.kernels._util import check_points, lengths_or_full, need_at_least
 
-__all__ = ["knn"]
+__all__ = ["knn", "BACKENDS"]
+
+_M = "facet3d.kernels.knn"
+
+# The dispatcher's records for this op. Priorities: triton (CUDA) 100 > scipy (CPU KD-tree, large
+# clouds) 50 > torch reference 0. Implementations are "module:attr" strings: resolved on first use.
+BACKENDS = [
+    Backend(op="knn", name="triton", impl=f"{_M}.triton_impl:knn_triton", priority=100, devices=("cuda",),
+            dtypes=("float32",), requires=("triton",), check=f"{_M}.triton_impl:check", interpreter_ok=True),
+    Backend(op="knn", name="scipy", impl=f"{_M}.scipy_impl:knn_scipy", priority=50, devices=("cpu",),
+            dtypes=("float32", "float64"), requires=("scipy",), advise=f"{_M}.scipy_impl:advise"),
+    Backend(op="knn", name="torch", impl=f"{_M}.reference:knn_torch", priority=0),
+]
 
 
 def knn(query: torch.Tensor, points: torch.Tensor, k: int,

@@ -1,6 +1,6 @@
 """Triangle-splatting rasterizer: `rasterize_triangles` through the backend dispatcher.
 
-Backends (see facet3d.kernels.backends, op ``"trisplat"``): ``triton`` (CUDA, float32; soft mode
+Backends (`BACKENDS` below, op ``"trisplat"``): ``triton`` (CUDA, float32; soft mode
 in Triton kernels, hard mode through the reference) and ``torch``
 (`facet3d.kernels.trisplat.reference`, the source of truth, any device and dtype).
 """
@@ -9,9 +9,20 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from facet3d.core.specs import Backend
 from facet3d.kernels.trisplat.reference import CHUNK_ELEMS
 
-__all__ = ["rasterize_triangles"]
+__all__ = ["rasterize_triangles", "BACKENDS"]
+
+_M = "facet3d.kernels.trisplat"
+
+# The dispatcher's records for this op: triton (CUDA) 100 > torch reference 0.
+BACKENDS = [
+    Backend(op="trisplat", name="triton", impl=f"{_M}.triton_impl:rasterize_triangles_triton", priority=100,
+            devices=("cuda",), dtypes=("float32",), requires=("triton",), check=f"{_M}.triton_impl:check",
+            interpreter_ok=True),
+    Backend(op="trisplat", name="torch", impl=f"{_M}.reference:rasterize_triangles", priority=0),
+]
 
 
 def rasterize_triangles(verts_cam: Tensor, K: Tensor, colors: Tensor, opacity: Tensor, sigma,

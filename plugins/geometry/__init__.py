@@ -1,4 +1,6 @@
-"""Built-in plugin `geometry`: core pipeline steps, demo steps, kernel backends and benchmarks.
+"""Built-in plugin `geometry`: core pipeline steps, demo steps and benchmarks (kernel benchmarks included).
+
+The kernels' backends themselves belong to facet3d.kernels and need no plugin.
 
 Registered through facet3d's own entry point exactly like a third-party plugin. Everything is
 referenced by "module:attr" strings so loading this plugin imports neither torch nor open3d.
@@ -42,17 +44,14 @@ def facet3d_demo_steps() -> list[DemoStep]:
 
 
 @hookimpl
-def facet3d_kernel_backends():
-    from facet3d.kernels.backends import builtin_backends
-
-    return builtin_backends()
-
-
-@hookimpl
 def facet3d_benchmarks() -> list[Benchmark]:
     return [
         Benchmark("knn", "k-nearest neighbours: every backend vs the torch reference", "facet3d.kernels.knn.bench:run"),
         Benchmark("fps", "farthest point sampling: every backend vs the torch reference", "facet3d.kernels.fps.bench:run"),
+        Benchmark("gather", "grouping gather: every backend vs the torch reference",
+                  "facet3d.kernels.gather.bench:run"),
+        Benchmark("trisplat", "triangle-splatting rasterizer (soft, one view): every backend vs the torch reference",
+                  "facet3d.kernels.trisplat.bench:run"),
         Benchmark("read-ply", "facet3d's PLY read + info summary vs open3d.io.read_point_cloud (1M points)",
                   "facet3d.plugins.geometry.bench:read_ply"),
         Benchmark("info-ply", "`facet3d info` on a 1M-point binary PLY vs a Python process reading it with open3d",

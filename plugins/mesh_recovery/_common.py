@@ -46,13 +46,13 @@ def check_points(points: np.ndarray, what: str = "points", min_points: int = MIN
     return p
 
 
-def point_spacing(points: np.ndarray, tree=None, sample: int = 20_000) -> float:
-    """Median distance from a point to its nearest other point (a random subset of ``sample`` queries)."""
-    from scipy.spatial import cKDTree
+def point_spacing(points: np.ndarray, sample: int = 20_000) -> float:
+    """Median distance from a point of ``points [N, 3]`` (N >= 2) to its nearest other point
+    (over a random subset of ``sample`` queries)."""
+    from facet3d.core.ops.neighbors import knn_points
 
-    tree = tree if tree is not None else cKDTree(points)
     q = points if len(points) <= sample else points[np.random.default_rng(0).choice(len(points), sample, replace=False)]
-    d, _ = tree.query(q, k=2)
+    d, _ = knn_points(q, points, 2)  # [S, 2]: the point itself (0), then its nearest other
     d = d[:, 1][d[:, 1] > 0]
     if not len(d):
         raise GeometryError("all points coincide: no length scale to build a surface at")

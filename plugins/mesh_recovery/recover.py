@@ -66,9 +66,7 @@ def mesh_from_depth(depth_dir: Path, cameras: Path, *, colors: Path | None = Non
     """TSDF-fuse the depth maps of ``depth_dir`` seen by ``cameras`` (a camera file or COLMAP model)."""
     from facet3d.plugins.mesh_recovery.surface_tsdf import fuse_depth, load_cameras
 
-    cams = load_cameras(cameras)
-    if getattr(cams, "meta_distortion", False):
-        say(log, "warning: the COLMAP cameras have lens distortion; it is ignored (undistort first)")
+    cams = load_cameras(cameras, log=log)  # warns (through log) when lens distortion is ignored
     tick(progress, 0, None, "TSDF fusion")
     return fuse_depth(depth_dir, cams, color_dir=colors, voxel=voxel, trunc=trunc, depth_scale=depth_scale,
                       depth_max=depth_max, min_component=0.05 if min_component is None else min_component,

@@ -7,12 +7,13 @@ samples, and d(p, S) the distance from p to the surface S:
 
 * accuracy      = mean_x d(x, GT),  completeness = mean_y d(y, PRED)
 * Chamfer-L1    = (accuracy + completeness) / 2;   Chamfer-L2 = (mean_x d^2 + mean_y d^2) / 2
+  (`facet3d.core.ops.metrics.chamfer_from_means`, the definition `chamfer_distance` uses too)
 * F-score(tau)  = 2 P R / (P + R) with precision P = frac_x(d < tau), recall R = frac_y(d < tau);
   tau defaults to 1% of the ground truth's bounding-box diagonal (also 0.5% and 2%)
 * normal consistency = mean over both directions of |n_p . n_nearest| (when both have normals)
 * topology of each mesh: watertight, manifold, consistent winding (`facet3d.core.topology`).
 
-d(p, S) is the KD-tree distance to S's samples; where S is a mesh it is the smaller of that and
+d(p, S) is the distance to the nearest of S's samples (`facet3d.core.ops.neighbors`); where S is a mesh it is the smaller of that and
 the exact point-to-triangle distance (open3d RaycastingScene, float32).  Both bound the true
 distance from above, so the minimum is the closer estimate - and identical inputs, sampled with
 the same seed, give exactly 0 distances and F = 1.
@@ -66,9 +67,10 @@ def sample_geometry(geom: Geometry, n: int = 100_000, seed: int = 0, what: str =
 def surface_distances(query: Samples, target: Samples, point_to_mesh: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """Distances ``[S]`` from ``query``'s points to ``target``'s surface, and ``|cos| [S]`` between
     each query normal and the normal of the nearest target element (None without normals)."""
-    from scipy.spatial import cKDTree
+    from facet3d.core.ops.neighbors import knn_points
 
-    d, idx = cKDTree(target.points).query(query.points, k=1, workers=-1)
+    d, idx = knn_points(query.points, target.points, 1)
+    d, idx = d[:, 0], idx[:, 0]
     tn = None if target.normals is None else target.normals[idx]
     if point_to_mesh and target.geom.is_mesh:
         import open3d as o3d
@@ -130,6 +132,8 @@ def compare(pred: Geometry, gt: Geometry, thresholds: Sequence[str | float] | No
     taus = parse_thresholds(thresholds, diag)
     d_pg, cos_p = surface_distances(ps, gs, point_to_mesh)
     d_gp, cos_g = surface_distances(gs, ps, point_to_mesh)
+    from facet3d.core.ops.metrics import chamfer_from_means
+
     acc, comp = float(d_pg.mean()), float(d_gp.mean())
     scores = []
     for tau, label in taus:
@@ -141,7 +145,8 @@ def compare(pred: Geometry, gt: Geometry, thresholds: Sequence[str | float] | No
         "samples": {"pred": len(ps.points), "gt": len(gs.points), "seed": seed,
                     "point_to_mesh": bool(point_to_mesh and (pred.is_mesh or gt.is_mesh))},
         "gt_bbox_diagonal": diag,
-        "chamfer_l1": (acc + comp) / 2, "chamfer_l2": float((d_pg ** 2).mean() + (d_gp ** 2).mean()) / 2,
+        "chamfer_l1": chamfer_from_means(acc, comp),
+        "chamfer_l2": float(chamfer_from_means((d_pg ** 2).mean(), (d_gp ** 2).mean())),
         "accuracy": acc, "completeness": comp,
         "fscore": scores,
         "normal_consistency": nc,

@@ -102,9 +102,12 @@ def _to_o3d_cloud(points: np.ndarray, normals: np.ndarray | None, colors: np.nda
     return pc
 
 
-def poisson(pcd, opts: PointsToMesh, spacing: float, tree) -> Any:
-    """Screened Poisson on an oriented open3d cloud, then the trimming `opts` asks for -> TriangleMesh."""
+def poisson(pcd, opts: PointsToMesh, spacing: float, points: np.ndarray) -> Any:
+    """Screened Poisson on an oriented open3d cloud (of ``points [N, 3]``), then the trimming `opts`
+    asks for -> TriangleMesh."""
     import open3d as o3d
+
+    from facet3d.core.ops.neighbors import knn_points
 
     with quiet_open3d():
         mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(
@@ -118,8 +121,8 @@ def poisson(pcd, opts: PointsToMesh, spacing: float, tree) -> Any:
         drop |= dens < np.quantile(dens, opts.trim)
     mult = DEFAULT_TRIM_DISTANCE if opts.trim_distance is None else opts.trim_distance
     if mult > 0:
-        d, _ = tree.query(np.asarray(mesh.vertices), k=1, workers=-1)
-        drop |= d > mult * spacing
+        d, _ = knn_points(np.asarray(mesh.vertices), points, 1)
+        drop |= d[:, 0] > mult * spacing
         opts.info["trim_distance"] = mult * spacing
     if drop.any():
         mesh.remove_vertices_by_mask(drop)
@@ -167,14 +170,12 @@ def reconstruct_points(geom: Geometry, opts: PointsToMesh | None = None,
     when the method produced no triangle.
     """
     import open3d as o3d
-    from scipy.spatial import cKDTree
 
     opts = opts or PointsToMesh()
     opts.validate()
     say = report or (lambda _msg: None)
     pts = check_points(geom.vertices)
-    tree = cKDTree(pts)
-    spacing = point_spacing(pts, tree)
+    spacing = point_spacing(pts)
     opts.info.update(points=len(pts), spacing=spacing, method=opts.method)
     colors = geom.colors if geom.colors is not None and len(geom.colors) == len(pts) else None
     normals = None
@@ -186,7 +187,7 @@ def reconstruct_points(geom: Geometry, opts: PointsToMesh | None = None,
     say(opts.method)
     with quiet_open3d():
         if opts.method == "poisson":
-            mesh = poisson(pcd, opts, spacing, tree)
+            mesh = poisson(pcd, opts, spacing, pts)
         elif opts.method == "bpa":
             radii = [float(r) for r in opts.radii] if opts.radii else [spacing * m for m in DEFAULT_BPA_RADII]
             if min(radii) <= 0:

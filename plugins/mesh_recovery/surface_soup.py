@@ -3,7 +3,7 @@ before Blender or a game engine).
 
 Steps, each counted in the report:
 
-1. **weld** vertices closer than ``tol`` (KD-tree pairs -> connected components -> one vertex at the
+1. **weld** vertices closer than ``tol`` (radius-search pairs -> connected components -> one vertex at the
    cluster mean).  Default ``tol = min(1e-4 x bbox diagonal, 0.1 x 1st-percentile edge length)``:
    far above float jitter, far below any real edge of the model;
 2. drop **degenerate** faces (two corners welded together, or zero area) and **duplicate** faces
@@ -47,10 +47,11 @@ def weld_vertices(vertices: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndar
     """Cluster ``vertices [V, 3]`` closer than ``tol`` -> (cluster of each vertex ``[V]``, cluster means ``[C, 3]``)."""
     from scipy import sparse
     from scipy.sparse import csgraph
-    from scipy.spatial import cKDTree
+
+    from facet3d.core.ops.neighbors import pairs_within
 
     n = len(vertices)
-    pairs = cKDTree(vertices).query_pairs(tol, output_type="ndarray") if tol > 0 else np.zeros((0, 2), int)
+    pairs = pairs_within(np.asarray(vertices, dtype=np.float64), tol) if tol > 0 else np.zeros((0, 2), np.int64)
     g = sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     ncomp, labels = csgraph.connected_components(g, directed=False)
     counts = np.bincount(labels, minlength=ncomp).astype(np.float64)

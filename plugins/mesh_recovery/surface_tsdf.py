@@ -4,12 +4,14 @@ Inputs
 * a folder of depth maps: ``.npy`` (float, metres), ``.png`` 16-bit (``depth_scale`` units per metre,
   default 1000, i.e. millimetres), ``.tif``/``.tiff`` float.  Depth is z in the camera frame
   (OpenCV), 0 / NaN / inf = no measurement;
-* cameras (`load_cameras`): core camera JSON, NeRF/Blender ``transforms.json``, the Strecha-style
-  ``cameras.json``, or a COLMAP model (folder or cameras/images .txt/.bin);
+* cameras (`load_cameras`, i.e. `facet3d.core.io.cameras.read_cameras`): core camera JSON (e.g. the
+  ``cameras.json`` ``facet3d render --orbit`` writes beside its depth maps), NeRF/Blender
+  ``transforms.json``, the Strecha-style ``cameras.json``, or a COLMAP model;
 * optionally a folder of colour images with the same names.
 
 Each camera is matched to the depth map whose file stem equals the stem of the camera's name
-(``./train/r_1`` -> ``r_1``; a ``_depth`` suffix on the depth file is ignored).  Frames without a
+(``./train/r_1`` -> ``r_1``; a ``_depth`` suffix on the depth file and an ``_rgb`` / ``_color``
+suffix on the colour image are ignored, so a ``facet3d render --save-depth`` folder is both).  Frames without a
 depth map are skipped, a size mismatch is an error.  Fusion runs on open3d's dense UniformTSDFVolume
 over the cube around the back-projected depth (its hash-based volumes return nothing in open3d 0.20's
 CPU build).  Defaults: voxel = widest side / 160, truncation 5 voxels, depth cut-off just past the
@@ -34,36 +36,29 @@ DEPTH_EXTS = (".npy", ".png", ".tif", ".tiff")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DEFAULT_RESOLUTION = 160   # voxels across the scene's widest side (dense grid: cost ~ resolution^3)
 MAX_RESOLUTION = 512
+# `facet3d render` writes <view>_rgb.png beside <view>_depth.npy: both match camera <view>
+_COLOR_SUFFIXES = ("_rgb", "_color", "_colour")
 
 
-def load_cameras(path: str | Path):
-    """Cameras from any supported file (module docstring), detected by content."""
-    import json
+def load_cameras(path: str | Path, log: Callable[[str], None] | None = None):
+    """Cameras from any layout `facet3d.core.io.cameras.read_cameras` reads; its warnings (lens
+    distortion kept but not applied by the fusion) go to ``log``."""
+    from facet3d.core.io.cameras import read_cameras
+    from facet3d.core.progress import say
 
-    from facet3d.core.structures.cameras import Cameras
-
-    from facet3d.core.io.colmap import is_colmap_path, read_colmap_cameras
-
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file or folder")
-    if is_colmap_path(p):
-        return read_colmap_cameras(p)
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{p}: cannot read cameras ({type(exc).__name__}: {exc})") from exc
-    if isinstance(data, dict) and "frames" in data:
-        return Cameras.from_nerf_transforms(p)
-    if isinstance(data, dict) and isinstance(data.get("cameras"), dict):
-        return Cameras.load_strecha(p)
-    return Cameras.load_json(p)
+    cams, warnings = read_cameras(path)
+    for w in warnings:
+        say(log, w)
+    return cams
 
 
-def _key(name: str) -> str:
+def _key(name: str, suffixes: tuple[str, ...] = ("_depth",)) -> str:
+    """The stem frames are matched by: extension dropped, then everything from the last of
+    ``suffixes`` on (``view_000_depth.npy`` -> ``view_000``)."""
     stem = Path(name).stem if Path(name).suffix.lower() in DEPTH_EXTS + IMAGE_EXTS else Path(name).name
     low = stem.lower()
-    return stem[: low.rfind("_depth")] if "_depth" in low else stem
+    cut = max(low.rfind(sfx) for sfx in suffixes)
+    return stem[:cut] if cut > 0 else stem
 
 
 def load_depth(path: Path, depth_scale: float | None = None) -> np.ndarray:
@@ -103,7 +98,7 @@ def find_frames(depth_dir: str | Path, cameras, color_dir: str | Path | None = N
         cdir = Path(color_dir)
         if not cdir.is_dir():
             raise InputError(f"{cdir}: not a folder of colour images")
-        colors = {_key(f.name): f for f in sorted(cdir.iterdir()) if f.suffix.lower() in IMAGE_EXTS}
+        colors = {_key(f.name, _COLOR_SUFFIXES): f for f in sorted(cdir.iterdir()) if f.suffix.lower() in IMAGE_EXTS}
     frames = [(i, depth[_key(n)], colors.get(_key(n))) for i, n in enumerate(cameras.names) if _key(n) in depth]
     if not frames:
         raise InputError(f"cameras do not match the depth maps: none of the {len(cameras)} camera names "
@@ -221,28 +216,12 @@ def _keep_large_components(mesh, min_component: float, info: dict[str, Any]):
 
 
 def render_depth_maps(geom: Geometry, cameras) -> np.ndarray:
-    """Z-depth ``[B, H, W]`` float32 of mesh `geom` seen by ``cameras`` (need image_size); 0 = miss.
+    """Z-depth ``[B, H, W]`` float32 of mesh `geom` seen by ``cameras`` (one image size); 0 = miss.
 
-    Ray casting with open3d's RaycastingScene; used to make test and demo data.
+    Ray casting (`facet3d.core.ops.raycast`); used to make test and demo data.
     """
-    import open3d as o3d
+    from facet3d.core.ops.raycast import raycast_mesh
 
     if cameras.image_size is None:
         raise GeometryError("rendering needs cameras with an image size")
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(np.ascontiguousarray(geom.vertices, dtype=np.float32), np.ascontiguousarray(geom.faces, dtype=np.uint32))
-    out = []
-    for i in range(len(cameras)):
-        h, w = int(cameras.height[i]), int(cameras.width[i])
-        u, v = np.meshgrid(np.arange(w, dtype=np.float64), np.arange(h, dtype=np.float64))
-        pix = np.stack([u.ravel(), v.ravel(), np.ones(h * w)], 1)
-        d_cam = pix @ np.linalg.inv(cameras.K[i].numpy()).T          # camera-frame directions with z = 1
-        R = cameras.R[i].numpy()
-        d_world = d_cam @ R                                            # R^T d for every row
-        origin = np.broadcast_to(cameras.centers()[i].numpy(), d_world.shape)
-        rays = np.concatenate([origin, d_world], 1).astype(np.float32)
-        # with z = 1 directions, t_hit (in units of the direction's length) is the z-depth itself
-        t = scene.cast_rays(o3d.core.Tensor(rays))["t_hit"].numpy().astype(np.float64)
-        z = np.where(np.isfinite(t), t, 0.0)
-        out.append(z.reshape(h, w).astype(np.float32))
-    return np.stack(out)
+    return raycast_mesh(geom.vertices, geom.faces, cameras)["depth"].numpy().astype(np.float32)

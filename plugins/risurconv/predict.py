@@ -110,14 +110,13 @@ def segment_file(model, path: Path, out_path: Path, num_points: int, categories:
     if full_resolution:
         # Every point (or mesh vertex) of the input gets the label of its nearest model sample, so
         # the output lines up with the user's file rather than with the model's subsample.
-        from scipy.spatial import cKDTree
-
         from facet3d.core.io.api import read
+        from facet3d.core.ops.neighbors import knn_points
 
         src = read(path)
         keep = np.isfinite(src.vertices).all(axis=1)
         nn = np.zeros(src.num_points, dtype=np.int64)
-        nn[keep] = cKDTree(sampled).query(src.vertices[keep])[1]
+        nn[keep] = knn_points(np.asarray(src.vertices[keep], dtype=np.float64), sampled, 1)[1][:, 0]
         parts, local = np.where(keep, parts[nn], -1), local[nn]
         geom = Geometry(vertices=src.vertices, faces=src.faces, normals=src.normals,
                         colors=np.where(keep[:, None], PALETTE[local % len(PALETTE)], 0.0).astype(np.float32),

@@ -4,15 +4,17 @@ Modules (imported lazily; this module imports neither torch nor open3d):
 
 * `scene`  - `TriangleScene` (TS free triangles / TS+ shared vertices), SH colour, mesh
   conversion, PLY save/load (layout: docs/triangle_splat_ply.md);
-* `render` - `render(scene, cameras, ...)` over a batch of `Cameras`, `orbit_cameras`;
+* `render` - `render(scene, cameras, ...)` over a batch of `Cameras`, `orbit_cameras`, and the work of
+  ``facet3d render`` (scene loading, orbit framing, camera reading, view naming, output files);
 * the rasterizer itself lives in `facet3d.kernels.trisplat` (torch reference = CPU path, Triton on CUDA);
 * `datasets` - Blender / COLMAP multi-view datasets with a held-out split;
 * `model` - trainable parameters, initialisation, densify / prune; `fit` - the training loop;
-  `fit_cli` - ``facet3d fit``;
 * `bench`  - ``facet3d bench ts-render``;
-* `commands` - ``facet3d render`` (scene PLY or mesh -> PNG / depth / alpha per camera) and
-  ``facet3d export`` (scene PLY -> coloured mesh .ply / .glb / .obj);
-* `export`  - `scene_to_geometry` (TS+ -> shared mesh, TS -> triangle soup; SH DC colours);
+* `cli` - the commands only (parse, call, print): ``facet3d render`` (scene PLY or mesh -> PNG /
+  depth / alpha per camera, + cameras.json for --orbit), ``facet3d export`` (scene PLY -> coloured
+  mesh .ply / .glb / .obj) and ``facet3d fit``;
+* `export`  - `scene_to_geometry`, `export_scene` (TS+ -> shared mesh, TS -> triangle soup; SH DC colours);
+* `mesh_eval` - TS+ mesh scoring by ray casting (core's `facet3d.core.ops.raycast`);
 * `demo`    - the ``triangle-splatting`` step of ``facet3d demo``.
 """
 
@@ -24,11 +26,9 @@ from facet3d.core.specs import Benchmark, DemoStep
 
 @hookimpl
 def facet3d_register_commands(app) -> None:
-    from facet3d.plugins.triangle_splatting.commands import register
-    from facet3d.plugins.triangle_splatting.fit_cli import register as register_fit
+    from facet3d.plugins.triangle_splatting.cli import register
 
     register(app)
-    register_fit(app)
 
 
 @hookimpl

@@ -11,8 +11,11 @@ views into train / test:
 * ``colmap``: ``images/`` + ``sparse/0`` (or ``sparse``, or the model beside ``images/``), text or
   binary (`facet3d.core.io.colmap`).  Views sorted by image name; test = every ``holdout``-th
   (``index % holdout == 0``, 3DGS's ``llffhold``).  Points + colours for initialisation, scene box
-  = the 1st-99th percentile box of the points, padded.  Lens distortion is not applied: a warning
-  is returned in ``MultiViewDataset.warnings``.
+  = the 1st-99th percentile box of the points, padded.  Lens distortion is kept in the cameras but
+  not applied: a warning is returned in ``MultiViewDataset.warnings``.
+
+Cameras are read with core's `facet3d.core.io.cameras` (the one camera reader); `dataset_to` moves
+a dataset's tensors to the training device.
 
 ``max_size`` / ``downscale`` resample the images with a box (area) filter and scale the
 intrinsics consistently (`Cameras.resized`: ``u' = (u + 0.5) s - 0.5``).
@@ -32,7 +35,7 @@ import torch
 from facet3d.core.errors import GeometryError, InputError, UsageError
 from facet3d.core.structures.cameras import Cameras
 
-__all__ = ["Views", "MultiViewDataset", "load_dataset", "detect_format", "BLENDER_BOUNDS"]
+__all__ = ["Views", "MultiViewDataset", "load_dataset", "detect_format", "dataset_to", "views_to", "BLENDER_BOUNDS"]
 
 BLENDER_BOUNDS = 1.5           # NeRF-synthetic objects lie inside [-1.5, 1.5]^3
 _IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".JPG", ".JPEG", ".PNG", ".webp", ".tif", ".tiff", ".bmp")
@@ -62,6 +65,9 @@ class Views:
         """(H, W)."""
         return int(self.images.shape[1]), int(self.images.shape[2])
 
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "Views":
+        return views_to(self, device, dtype)
+
 
 @dataclass
 class MultiViewDataset:
@@ -80,6 +86,32 @@ class MultiViewDataset:
     source: str
     format: str
     warnings: list[str] = field(default_factory=list)
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "MultiViewDataset":
+        return dataset_to(self, device, dtype)
+
+
+# ---------------------------------------------------------------------------------------- device
+def _move(t: torch.Tensor | None, device, dtype) -> torch.Tensor | None:
+    if t is None:
+        return None
+    return t.to(device, dtype) if dtype is not None and t.is_floating_point() else t.to(device)
+
+
+def views_to(views, device=None, dtype: torch.dtype | None = None) -> Views:
+    """``views`` (a `Views` or anything with images, cameras, names, masks) with its images, masks and
+    cameras on ``device`` (and float tensors in ``dtype`` when given)."""
+    return Views(_move(views.images, device, dtype), views.cameras.to(device, dtype), list(views.names),
+                 _move(getattr(views, "masks", None), device, dtype))
+
+
+def dataset_to(ds, device=None, dtype: torch.dtype | None = None) -> MultiViewDataset:
+    """Every tensor of a dataset (a `MultiViewDataset` or one alike: views, points, colours, bounds) on
+    ``device`` (float tensors in ``dtype`` when given); the training loop keeps all of it there."""
+    return MultiViewDataset(views_to(ds.train, device, dtype), views_to(ds.test, device, dtype),
+                            _move(ds.points, device, dtype), _move(ds.point_colors, device, dtype),
+                            tuple(_move(b, device, dtype) for b in ds.bounds), tuple(ds.background),
+                            getattr(ds, "source", ""), getattr(ds, "format", ""), list(getattr(ds, "warnings", [])))
 
 
 # ---------------------------------------------------------------------------------------- detection
@@ -201,14 +233,12 @@ def _frame_image(root: Path, file_path: str) -> Path | None:
     return p if p.is_file() else None
 
 
-def _read_transforms(path: Path):
-    """-> (camera_angle_x, c2w [N, 4, 4] float64, file_paths, meta)."""
+def _frame_files(path: Path) -> tuple[list[str], dict]:
+    """-> (the frames' file_path entries, the file's top-level fields) of a transforms file."""
     try:
         meta = json.loads(path.read_text())
-        frames = meta["frames"]
-        fov = float(meta["camera_angle_x"])
-        c2w = np.array([f["transform_matrix"] for f in frames], dtype=np.float64)
-        files = [str(f["file_path"]) for f in frames]
+        files = [str(f["file_path"]) for f in meta["frames"]]
+        meta["camera_angle_x"]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: cannot read the transforms file ({type(exc).__name__}: {exc})") from exc
     except (KeyError, TypeError, ValueError) as exc:
@@ -216,15 +246,15 @@ def _read_transforms(path: Path):
                          f"file_path and transform_matrix; {type(exc).__name__}: {exc})") from exc
     if not files:
         raise InputError(f"{path}: the transforms file has no frames")
-    if c2w.shape[1:] not in ((4, 4), (3, 4)):
-        raise InputError(f"{path}: transform_matrix must be 4x4 (got {c2w.shape[1:]})")
-    return fov, c2w, files, meta
+    return files, meta
 
 
 def _blender_split(path: Path, root: Path, require: bool):
     """One transforms file -> (Cameras float64, image paths, names), or None when ``require`` is False
     and none of its images exists."""
-    fov, c2w, files, meta = _read_transforms(path)
+    from facet3d.core.io.cameras import read_cameras
+
+    files, meta = _frame_files(path)
     imgs = [_frame_image(root, f) for f in files]
     missing = [f for f, p in zip(files, imgs) if p is None]
     if missing:
@@ -240,9 +270,10 @@ def _blender_split(path: Path, root: Path, require: bool):
             raise InputError(f"{p}: image size {hw[1]}x{hw[0]} differs from {imgs[0].name}'s {W}x{H}")
     names = [p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p) for p in imgs]
     try:
-        cams = Cameras.from_blender(c2w, fov_x=fov, width=W, height=H, names=names)
+        cams, _ = read_cameras(path, (H, W))
     except GeometryError as exc:
         raise InputError(f"{path}: {exc}") from exc
+    cams.names = names
     return cams, imgs, names
 
 
@@ -302,22 +333,18 @@ def _colmap_layout(path: Path, images_dir: str | None) -> tuple[Path, Path]:
 
 
 def _load_colmap(path: Path, holdout, background, max_size, downscale, images_dir) -> tuple:
+    from facet3d.core.io.cameras import colmap_cameras
     from facet3d.core.io.colmap import read_colmap_model
 
     model_dir, img_dir = _colmap_layout(path, images_dir)
     m = read_colmap_model(model_dir)
-    cams = m.cameras
+    cams, warnings = colmap_cameras(m)  # the cameras and warnings core's read_cameras gives
     imgs = []
     for name in m.image_names:
         p = img_dir / name
         if not p.is_file():
             raise InputError(f"{p}: image of the COLMAP model not found")
         imgs.append(p)
-    warnings = []
-    if m.has_distortion:
-        kinds = sorted({mod for mod, d in zip(m.camera_models, m.distorted) if d})
-        warnings.append(f"{sum(m.distorted)} of {len(m.distorted)} views have lens distortion ({', '.join(kinds)}); "
-                        "it is ignored: undistort the images first (colmap image_undistorter)")
     # images of another resolution than the model (e.g. 3DGS/Mip-NeRF 360 ``images_4``): scale K when the
     # aspect ratio agrees to rounding
     sizes = [_image_size(p) for p in imgs]

@@ -18,7 +18,30 @@ import numpy as np
 from facet3d.core.errors import GeometryError
 from facet3d.core.io.record import Geometry
 
-__all__ = ["scene_to_geometry"]
+__all__ = ["scene_to_geometry", "export_scene", "EXPORT_EXTS"]
+
+EXPORT_EXTS = (".ply", ".glb", ".obj")
+
+
+def export_scene(src, dest, opaque: bool = False, min_opacity: float = 0.5) -> dict:
+    """Read the triangle-splat scene PLY ``src``, write it as a mesh to ``dest`` (one of `EXPORT_EXTS`).
+
+    returns dict(form, triangles, dropped, vertices, faces) for the command's summary line.
+    """
+    from pathlib import Path
+
+    from facet3d.core.errors import UsageError
+    from facet3d.core.io.api import check_input_path, write
+    from facet3d.plugins.triangle_splatting.scene import TriangleScene, is_scene_ply
+
+    p = check_input_path(src)
+    if not is_scene_ply(p):
+        raise UsageError(f"{p}: not a triangle-splat scene (use facet3d convert for meshes)")
+    scene = TriangleScene.load_ply(p)
+    geom = scene_to_geometry(scene, opaque=opaque, min_opacity=min_opacity)
+    write(Path(dest), geom)
+    return dict(form=scene.form, triangles=len(scene), dropped=len(scene) - geom.num_faces,
+                vertices=geom.num_points, faces=geom.num_faces)
 
 
 def scene_to_geometry(scene, opaque: bool = False, min_opacity: float = 0.5) -> Geometry:

@@ -19,9 +19,14 @@ short CPU runs keep its shape:
   supersampling 2x from 2/3 and 4x from 5/6 (20k / 25k; on by default only on CUDA: it multiplies
   the CPU cost by 4-16).
 
-Checkpoints (``RUN_DIR/checkpoint.pt``, plain tensors and numbers, loadable with
-``weights_only=True``) hold the parameters, Adam state, densification statistics, RNG and the
-iteration, so ``--resume`` continues exactly where a run stopped.
+Checkpoints (``RUN_DIR/checkpoint.pt``, plain CPU tensors and numbers, loadable with
+``weights_only=True`` on any machine) hold the parameters, Adam state, densification statistics,
+RNG and the iteration, so ``--resume`` continues exactly where a run stopped.
+
+Device: ``cfg.device`` holds everything that is trained or compared - the dataset's images, masks
+and cameras (`dataset_to`), the background, the parameters and Adam's state.  The random generator
+stays on the CPU (random draws are made there and moved), so a run is reproducible and resumable
+across devices.
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from facet3d.core.errors import InputError
+from facet3d.core.errors import InputError, UsageError
+from facet3d.plugins.triangle_splatting.datasets import dataset_to
 from facet3d.plugins.triangle_splatting.model import SplatModel
 
-__all__ = ["FitConfig", "fit", "evaluate", "Schedule", "initial_points"]
+__all__ = ["FitConfig", "fit", "evaluate", "Schedule", "initial_points", "check_run_dir"]
 
 
 @dataclass
@@ -145,10 +151,10 @@ def initial_points(dataset, n: int, generator: torch.Generator) -> tuple[Tensor,
     cams = views.cameras.to(dtype=torch.float32)
     keep_pts, keep_col = [], []
     for _ in range(20):  # carving may reject most samples: draw in rounds
-        pts = lo + (hi - lo) * torch.rand(max(n, 1000) * 4, 3, generator=generator)
-        inside = torch.ones(len(pts), dtype=torch.bool)
-        col = torch.zeros(len(pts), 3)
-        cnt = torch.zeros(len(pts))
+        pts = lo + (hi - lo) * torch.rand(max(n, 1000) * 4, 3, generator=generator).to(lo.device)
+        inside = torch.ones(len(pts), dtype=torch.bool, device=lo.device)
+        col = torch.zeros(len(pts), 3, device=lo.device)
+        cnt = torch.zeros(len(pts), device=lo.device)
         for b in range(len(cams)):
             uv, z = cams[b].project(pts)
             uv, z = uv[0], z[0]
@@ -158,7 +164,7 @@ def initial_points(dataset, n: int, generator: torch.Generator) -> tuple[Tensor,
             jj, ii = j.clamp(0, W - 1), i.clamp(0, H - 1)
             if views.masks is not None:
                 inside &= ~vis | (views.masks[b, ii, jj] > 0.5)
-            col += torch.where(vis[:, None], views.images[b, ii, jj], torch.zeros(3))
+            col += torch.where(vis[:, None], views.images[b, ii, jj], torch.zeros(3, device=lo.device))
             cnt += vis.float()
         sel = inside.nonzero().flatten()
         keep_pts.append(pts[sel])
@@ -211,7 +217,7 @@ def _save_preview(path: Path, gt: Tensor, pred: Tensor) -> None:
 
     from facet3d.core.io.api import atomic_output
 
-    row = torch.cat([gt, pred.clamp(0, 1)], 1)
+    row = torch.cat([gt, pred.clamp(0, 1)], 1).detach().cpu()
     arr = (row.numpy() * 255 + 0.5).astype(np.uint8)
     with atomic_output(path) as tmp:
         Image.fromarray(arr).save(tmp, format="PNG")
@@ -258,9 +264,41 @@ def _render_train(model, sched, it, cam, background, image_size):
     return dict(out, rgb=rgb)
 
 
+def check_run_dir(run: Path, resume: bool) -> None:
+    """A run folder must be a folder, and hold no checkpoint unless resuming (UsageError)."""
+    if run.exists() and not run.is_dir():
+        raise UsageError(f"--out {run}: exists and is not a folder")
+    if not resume and (run / "checkpoint.pt").exists():
+        raise UsageError(f"--out {run}: holds a run already (checkpoint.pt); use --resume or another folder")
+
+
+def _cpu(obj):
+    """``obj`` (nested dicts / lists of tensors) with every tensor on the CPU: checkpoints load anywhere."""
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
+
+
 def fit(dataset, out_dir, cfg: FitConfig, resume: bool = False,
         on_step: Callable[[int, dict], None] | None = None, log: Callable[[str], None] | None = None) -> dict:
-    """Train, write ``out_dir`` (scene.ply, checkpoint.pt, metrics.json, log.json, previews/), return metrics."""
+    """Train, write ``out_dir`` (scene.ply, checkpoint.pt, metrics.json, log.json, previews/), return metrics.
+
+    ``cfg.threads`` applies for this call only: the caller's torch thread count is restored after.
+    """
+    threads = torch.get_num_threads()
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        return _fit(dataset, out_dir, cfg, resume, on_step, log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(dataset, out_dir, cfg: FitConfig, resume: bool, on_step, log) -> dict:
     from facet3d.core.checkpoints import load_checkpoint
     from facet3d.core.io.api import atomic_output
     from facet3d.core.ops.image_metrics import psnr, ssim
@@ -269,12 +307,12 @@ def fit(dataset, out_dir, cfg: FitConfig, resume: bool = False,
     out.mkdir(parents=True, exist_ok=True)
     (out / "previews").mkdir(exist_ok=True)
     log = log or (lambda s: None)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)  # CPU: draws are moved (module docstring)
+    dev = torch.device(cfg.device)
+    dataset = dataset_to(dataset, dev)
     train, test = dataset.train, dataset.test
     sched = Schedule(cfg, len(train.names))
-    bg = torch.tensor(dataset.background, dtype=torch.float32)
+    bg = torch.tensor(dataset.background, dtype=torch.float32, device=dev)
     H, W = train.images.shape[1:3]
     center = (dataset.bounds[0].float() + dataset.bounds[1].float()) / 2
     pix = _pixel_world(train.cameras, center)
@@ -289,23 +327,24 @@ def fit(dataset, out_dir, cfg: FitConfig, resume: bool = False,
         ck = load_checkpoint(ckpt_path)
         if ck.get("mode") != cfg.mode:
             raise InputError(f"{ckpt_path}: checkpoint is mode {ck.get('mode')!r}, not {cfg.mode!r}")
-        model = SplatModel.from_state_dict(cfg.mode, ck["model"])
+        model = SplatModel.from_state_dict(cfg.mode, ck["model"]).to(dev)
         opt = _optimizer(model, cfg)
-        opt.load_state_dict(ck["optimizer"])
+        opt.load_state_dict(ck["optimizer"])  # moves Adam's moments to the parameters' device
         gen.set_state(ck["generator"])
         start_it, elapsed0 = int(ck["iteration"]), float(ck["elapsed"])
-        maxw, seen = ck["max_weight"], ck["seen"]
+        maxw, seen = ck["max_weight"].to(dev), ck["seen"].to(dev)
         order = ck["view_order"].tolist()
         history = json.loads(ck["history"])
         evals = json.loads(ck["evals"])
         log(f"resumed at iteration {start_it} ({len(model)} triangles)")
     else:
         pts, cols = initial_points(dataset, cfg.init_points, gen)
-        model = SplatModel.from_points(cfg.mode, pts, cols, gen, cfg.init_opacity, cfg.init_sigma,
-                                       max_radius=20 * pix)
+        # initialisation (nearest neighbours, Delaunay) runs on the CPU; training on `dev`
+        model = SplatModel.from_points(cfg.mode, pts.cpu(), None if cols is None else cols.cpu(), gen,
+                                       cfg.init_opacity, cfg.init_sigma, max_radius=20 * pix).to(dev)
         opt = _optimizer(model, cfg)
-        maxw = torch.zeros(len(model))
-        seen = torch.zeros(len(model), dtype=torch.bool)
+        maxw = torch.zeros(len(model), device=dev)
+        seen = torch.zeros(len(model), dtype=torch.bool, device=dev)
         order = []  # views left in this epoch (popped from the end)
         log(f"initialised {len(model)} triangles from {len(pts)} points")
 
@@ -315,7 +354,7 @@ def fit(dataset, out_dir, cfg: FitConfig, resume: bool = False,
                      view_order=torch.tensor(order, dtype=torch.int64), history=json.dumps(history),
                      evals=json.dumps(evals), config=json.dumps(asdict(cfg)))
         with atomic_output(ckpt_path) as tmp:
-            torch.save(state, tmp)
+            torch.save(_cpu(state), tmp)
 
     def run_eval(it: int) -> dict:
         views = test if len(test.names) else train
@@ -372,8 +411,8 @@ def fit(dataset, out_dir, cfg: FitConfig, resume: bool = False,
             n_pruned = model.prune(remove, opt)
             target = min(cfg.max_triangles, int(math.ceil(len(model) * cfg.grow)))
             counts = model.densify(target - len(model), 4.0 * pix, gen, opt, floor)
-            maxw = torch.zeros(len(model))
-            seen = torch.zeros(len(model), dtype=torch.bool)
+            maxw = torch.zeros(len(model), device=dev)
+            seen = torch.zeros(len(model), dtype=torch.bool, device=dev)
             log(f"it {it}: pruned {n_pruned}, split {counts['split']}, cloned {counts['cloned']} -> {len(model)}")
         if cfg.eval_every and it % cfg.eval_every == 0 and it < cfg.iters:
             run_eval(it)
@@ -390,7 +429,8 @@ def fit(dataset, out_dir, cfg: FitConfig, resume: bool = False,
                    train_seconds=round(train_time, 1), triangles=len(model), psnr=ev["psnr"], ssim=ev["ssim"],
                    eval_split="test" if len(test.names) else "train", eval_views=len(views.names),
                    psnr_views=ev["psnr_views"], ssim_views=ev["ssim_views"], image_size=[H, W],
-                   train_views=len(train.names), source=getattr(dataset, "source", None))
+                   train_views=len(train.names), source=getattr(dataset, "source", None),
+                   device=str(model.device))
     if cfg.mode == "ts+" and len(views.names):
         # the exported mesh as a standard engine shows it: opaque triangles with vertex colours
         from facet3d.plugins.triangle_splatting.export import scene_to_geometry

@@ -48,15 +48,14 @@ def triangles_from_points(points: Tensor, generator: torch.Generator | None = No
     points: Tensor  # [P, 3]
     returns Tensor  # [P, 3, 3]; circumradius = scale * sqrt(mean squared distance to the 3 nearest neighbours)
     """
-    from scipy.spatial import cKDTree
-
+    from facet3d.core.ops.neighbors import knn_points
     from facet3d.core.ops.rotations import random_rotations
 
     p = points.detach().cpu().double().numpy()
     if len(p) < 4:
         raise GeometryError(f"need at least 4 points to initialise triangles, got {len(p)}")
-    d, _ = cKDTree(p).query(p, k=4)
-    r = scale * np.sqrt((d[:, 1:] ** 2).mean(1))
+    d2, _ = knn_points(p, p, 4, squared=True)  # [P, 4]: the point itself, then its 3 nearest
+    r = scale * np.sqrt(d2[:, 1:].mean(1))
     r = np.maximum(r, 1e-7)
     if max_radius is not None:
         r = np.minimum(r, max_radius)
@@ -134,7 +133,7 @@ class SplatModel:
         if self.form == "ts":
             sg = 0.01 + torch.exp(p["sigma"])
             return TriangleScene("ts", p["dc"], p["rest"][:, :m], op, sg, triangles=p["verts"])
-        s = torch.as_tensor(1.0 if sigma is None else sigma, dtype=p["verts"].dtype)
+        s = torch.as_tensor(1.0 if sigma is None else sigma, dtype=p["verts"].dtype, device=p["verts"].device)
         return TriangleScene("ts+", p["dc"], p["rest"][:, :m], op, s, vertices=p["verts"], faces=self.faces)
 
     def triangle_opacity(self, opacity_floor: float = 0.0) -> Tensor:
@@ -142,6 +141,15 @@ class SplatModel:
             op = torch.sigmoid(self.params["opacity"])
             op = opacity_floor + (1.0 - opacity_floor) * op
             return op if self.form == "ts" else op[self.faces].amin(-1)
+
+    @property
+    def device(self) -> torch.device:
+        return self.params["verts"].device
+
+    def to(self, device) -> "SplatModel":
+        """This model's parameters (new leaves: build the optimiser afterwards) and faces on ``device``."""
+        faces = None if self.faces is None else self.faces.to(device)
+        return SplatModel(self.form, {k: v.detach().to(device) for k, v in self.params.items()}, faces)
 
     # ------------------------------------------------------------------ state (checkpoints)
     def state_dict(self) -> dict[str, Tensor]:
@@ -185,7 +193,7 @@ class SplatModel:
             self._replace(opt, (~remove).nonzero().flatten(), {})
             return n
         faces = self.faces[~remove]
-        used = torch.zeros(self.params["verts"].shape[0], dtype=torch.bool)
+        used = torch.zeros(self.params["verts"].shape[0], dtype=torch.bool, device=faces.device)
         used[faces.flatten()] = True
         remap = torch.cumsum(used.long(), 0) - 1
         self._replace(opt, used.nonzero().flatten(), {})
@@ -217,7 +225,8 @@ class SplatModel:
             w = torch.where(edge >= split_min_edge, w, torch.zeros_like(w))
             if not bool((w > 0).any()):
                 return dict(split=0, cloned=0)
-        cand = torch.multinomial(w, min(N, n_add), replacement=False, generator=generator)
+        # drawn on the CPU: the generator is a CPU one (checkpointed), and CPU and CUDA runs draw alike
+        cand = torch.multinomial(w.cpu(), min(N, n_add), replacement=False, generator=generator).to(w.device)
         big = edge[cand] >= split_min_edge
         # take candidates in sampled order until the budget is met: a split adds 3, a clone 1
         gain = torch.where(big, 3, 1)
@@ -238,7 +247,7 @@ class SplatModel:
         # clones: jitter by a tenth of the triangle's size; parent and clone share the opacity
         cv = p["verts"][clone]
         size = (cv - cv.mean(1, keepdim=True)).norm(dim=-1).amax(-1)
-        noise = torch.randn(cv.shape, generator=generator, dtype=cv.dtype) * (0.1 * size)[:, None, None]
+        noise = torch.randn(cv.shape, generator=generator, dtype=cv.dtype).to(cv.device) * (0.1 * size)[:, None, None]
         o = torch.sigmoid(p["opacity"][clone])
         o_pair = _logit(1.0 - torch.sqrt((1.0 - o).clamp_min(1e-6)))
         p["opacity"].data[clone] = o_pair.to(p["opacity"].dtype)
@@ -247,7 +256,7 @@ class SplatModel:
                    rest=torch.cat([rep(p["rest"][split]), p["rest"][clone]]),
                    opacity=torch.cat([rep(p["opacity"][split]), o_pair.to(p["opacity"].dtype)]),
                    sigma=torch.cat([rep(p["sigma"][split]), p["sigma"][clone]]))
-        keep = torch.ones(len(self), dtype=torch.bool)
+        keep = torch.ones(len(self), dtype=torch.bool, device=cand.device)
         keep[split] = False
         self._replace(opt, keep.nonzero().flatten(), new)
         return dict(split=int(split.numel()), cloned=int(clone.numel()))
@@ -267,8 +276,8 @@ class SplatModel:
                                 torch.stack([m20, m12, c], 1), torch.stack([m01, m12, m20], 1)], 1).reshape(-1, 3)
         avg = lambda t: (t[uniq[:, 0]] + t[uniq[:, 1]]) / 2  # noqa: E731
         new = {k: avg(p[k]) for k in ("verts", "dc", "rest", "opacity")}
-        self._replace(opt, torch.arange(V), new)
-        keep = torch.ones(self.faces.shape[0], dtype=torch.bool)
+        self._replace(opt, torch.arange(V, device=f.device), new)
+        keep = torch.ones(self.faces.shape[0], dtype=torch.bool, device=f.device)
         keep[cand] = False
         self.faces = torch.cat([self.faces[keep], children])
         return dict(split=int(cand.numel()), cloned=0)

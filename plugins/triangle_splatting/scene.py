@@ -28,7 +28,7 @@ from torch import Tensor
 
 from facet3d.core.errors import FormatError, GeometryError, InputError
 
-__all__ = ["TriangleScene", "eval_sh", "rgb_to_sh", "sh_to_rgb", "SH_C0", "HARD_SIGMA"]
+__all__ = ["TriangleScene", "eval_sh", "rgb_to_sh", "sh_to_rgb", "SH_C0", "HARD_SIGMA", "is_scene_ply"]
 
 SH_C0 = 0.28209479177387814
 SH_C1 = 0.4886025119029199
@@ -37,6 +37,13 @@ SH_C3 = (-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.37317633
          -0.4570457994644658, 1.445305721320277, -0.5900435899266435)
 HARD_SIGMA = 1e-4  # "sigma -> 0" used for meshes (TS+ anneals to this value)
 PLY_TAG = "facet3d_triangle_splatting"
+
+
+def is_scene_ply(path) -> bool:
+    """True when ``path`` is a PLY whose header carries the triangle-splatting tag (`save_ply`)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    return head.startswith(b"ply") and PLY_TAG.encode() in head
 
 
 def rgb_to_sh(rgb: Tensor) -> Tensor:

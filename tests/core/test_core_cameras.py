@@ -183,3 +183,106 @@ def test_resized_keeps_the_image_edges():
     big_px, _ = cams.project(X)
     small_px, _ = small.project(X)
     assert torch.allclose((small_px + 0.5) * 2 - 0.5, big_px)
+
+
+# ---------------------------------------------------------------------------------------- distortion
+def _distorted(n=3, seed=5) -> Cameras:
+    K, R, t = _random_cams(n, seed=seed)
+    coef = np.random.default_rng(seed).normal(scale=0.05, size=(n, 4))
+    return Cameras(K, R, t, image_size=(48, 64), names=[f"c{i}" for i in range(n)], distortion=coef,
+                   distortion_model="OPENCV")
+
+
+def test_distortion_survives_indexing_to_resize_and_json(tmp_path):
+    cams = _distorted()
+    assert cams.distortion.shape == (3, 4) and cams.has_distortion
+    sub = cams[[2, 0]]
+    assert sub.distortion_model == "OPENCV" and torch.equal(sub.distortion, cams.distortion[[2, 0]])
+    assert torch.equal(cams[1].distortion, cams.distortion[1:2])
+    f32 = cams.to("cpu", torch.float32)
+    assert f32.distortion.dtype == torch.float32 and f32.distortion_model == "OPENCV"
+    torch.testing.assert_close(f32.distortion.double(), cams.distortion, atol=1e-7, rtol=1e-6)
+    # coefficients act on normalised coordinates: resampling the image leaves them alone
+    big = cams.resized(96, 128)
+    assert torch.equal(big.distortion, cams.distortion) and big.distortion_model == "OPENCV"
+    p = tmp_path / "c.json"
+    cams.save_json(p)
+    entry = json.loads(p.read_text())["cameras"][0]
+    assert entry["distortion_model"] == "OPENCV" and len(entry["distortion"]) == 4
+    back = Cameras.load_json(p)
+    assert back.distortion_model == "OPENCV" and torch.equal(back.distortion, cams.distortion)
+
+
+def test_pinhole_files_and_bad_distortion(tmp_path):
+    K, R, t = _random_cams(2, seed=6)
+    old = {"format": "facet3d.cameras", "version": 1,  # a file as written before distortion existed
+           "cameras": [{"name": str(i), "K": K[i].tolist(), "R": R[i].tolist(), "t": t[i].tolist()} for i in range(2)]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    c = Cameras.load_json(tmp_path / "old.json")
+    assert c.distortion is None and c.distortion_model is None and not c.has_distortion
+    assert c.has_distortion is False
+    # a model with all-zero coefficients bends nothing, a fisheye one does
+    assert not Cameras(K, R, t, distortion_model="RADIAL").has_distortion
+    assert Cameras(K, R, t, distortion_model="OPENCV_FISHEYE").has_distortion
+    with pytest.raises(GeometryError, match="unknown distortion model"):
+        Cameras(K, R, t, distortion=np.zeros((2, 1)), distortion_model="BROWN")
+    with pytest.raises(GeometryError, match=r"\[B, 4\]"):
+        Cameras(K, R, t, distortion=np.zeros((2, 3)), distortion_model="OPENCV")
+
+
+# ---------------------------------------------------------------------------------------- read_cameras
+def test_read_cameras_sample_blender_and_size(sample_data):
+    from facet3d.core.io.cameras import read_cameras
+
+    path = sample_data / "multiview" / "bunny_blender" / "transforms_train.json"
+    direct = Cameras.from_nerf_transforms(path)
+    for arg in (path, path.parent):  # the file, or the folder holding it
+        cams, warnings = read_cameras(arg)
+        assert warnings == [] and cams.names == direct.names and torch.allclose(cams.K, direct.K)
+        assert torch.allclose(cams.world_to_camera(), direct.world_to_camera())
+    # another size: NeRF intrinsics rebuilt for it (principal point at the image centre, f from the fov)
+    H, W = (int(v) for v in direct.image_size[0])
+    cams, _ = read_cameras(path, (2 * H, 2 * W))
+    assert cams.image_size[0].tolist() == [2 * H, 2 * W]
+    torch.testing.assert_close(cams.K[:, 0, 2], torch.full((len(cams),), (2 * W - 1) / 2, dtype=torch.float64))
+    torch.testing.assert_close(cams.fov_x(), direct.fov_x())
+
+
+def test_read_cameras_shared_layouts(shared_data):
+    from facet3d.core.io.cameras import read_cameras
+
+    strecha = shared_data / "multiview" / "strecha_fountain-P11" / "cameras.json"
+    cams, _ = read_cameras(strecha)
+    ref = Cameras.load_strecha(strecha)
+    assert cams.names == ref.names and torch.equal(cams.R, ref.R) and torch.equal(cams.t, ref.t)
+    lego = shared_data / "multiview" / "nerf_synthetic_lego_200px"
+    cams, _ = read_cameras(lego)  # the folder: transforms_train.json is the only camera file
+    assert len(cams) == len(Cameras.from_nerf_transforms(lego / "transforms_train.json"))
+
+
+def test_read_cameras_core_json_colmap_and_errors(tmp_path):
+    from facet3d.core.errors import FormatError
+    from facet3d.core.io.cameras import read_cameras
+    from facet3d.core.io.colmap import write_colmap_model
+
+    cams = _distorted()
+    cams.save_json(tmp_path / "cameras.json")
+    back, warnings = read_cameras(tmp_path)  # a folder holding cameras.json
+    assert back.names == cams.names and torch.equal(back.distortion, cams.distortion) and warnings == []
+    half, _ = read_cameras(tmp_path / "cameras.json", (24, 32))  # core cameras: K scaled
+    torch.testing.assert_close(half.K, cams.resized(24, 32).K)
+    for binary in (False, True):
+        model = write_colmap_model(tmp_path / f"m{int(binary)}" / "sparse" / "0", cams, binary=binary)
+        for arg in (model, model.parent.parent, model / ("images.bin" if binary else "cameras.txt")):
+            c, warnings = read_cameras(arg)
+            assert c.names == sorted(cams.names) and c.distortion_model == "OPENCV"
+            torch.testing.assert_close(c.distortion, cams.distortion)
+            assert len(warnings) == 1 and "distortion" in warnings[0] and "not applied" in warnings[0]
+    (tmp_path / "odd.json").write_text(json.dumps({"intrinsics": [1, 2, 3]}))
+    with pytest.raises(FormatError, match="odd.json.*unknown camera layout"):
+        read_cameras(tmp_path / "odd.json")
+    with pytest.raises(InputError, match="no such file"):
+        read_cameras(tmp_path / "missing.json")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no camera JSON"):
+        read_cameras(tmp_path / "empty")

@@ -67,7 +67,7 @@ def test_roundtrip(tmp_path, binary):
     assert find_colmap_model(root) == root / "sparse" / "0"
     _assert_same(read_colmap_model(root), cams)
     c = read_colmap_cameras(folder / f"images{ext}")
-    assert torch.allclose(c.K, m.cameras.K) and c.meta_distortion is False
+    assert torch.allclose(c.K, m.cameras.K) and c.has_distortion is False
 
 
 def test_text_and_binary_agree(tmp_path):
@@ -117,7 +117,7 @@ def test_distortion_flag_and_points_optional(tmp_path):
     m = read_colmap_model(tmp_path)
     assert m.image_names == ["a.png", "b.png"] and m.distorted == [False, True]
     assert m.camera_models == ["PINHOLE", "OPENCV"] and m.points is None
-    assert read_colmap_cameras(tmp_path).meta_distortion is True
+    assert read_colmap_cameras(tmp_path).has_distortion is True
 
 
 def test_bad_and_truncated_files(tmp_path):
@@ -152,3 +152,35 @@ def test_bad_and_truncated_files(tmp_path):
         read_colmap_model(tmp_path / "b" / "..")
     with pytest.raises(InputError, match="no such file"):
         read_colmap_model(tmp_path / "missing")
+
+
+def test_distortion_is_read_and_written(tmp_path):
+    # every model's coefficients land in Cameras.distortion, in COLMAP's order
+    (tmp_path / "cameras.txt").write_text(
+        "1 SIMPLE_RADIAL 64 48 50 32 24 0.1\n2 OPENCV 64 48 50 52 32 24 0.2 0.3 0.01 0.02\n"
+        "3 PINHOLE 64 48 50 50 32 24\n")
+    (tmp_path / "images.txt").write_text("1 1 0 0 0 0 0 1 1 a.png\n\n2 1 0 0 0 0 0 2 2 b.png\n\n"
+                                         "3 1 0 0 0 0 0 3 3 c.png\n\n")
+    c = read_colmap_cameras(tmp_path)
+    # one model per batch: SIMPLE_RADIAL and PINHOLE embed into OPENCV (k1, k2, p1, p2)
+    assert c.distortion_model == "OPENCV"
+    assert c.distortion.tolist() == [[0.1, 0.0, 0.0, 0.0], [0.2, 0.3, 0.01, 0.02], [0.0, 0.0, 0.0, 0.0]]
+    assert c.K[0, 0, 0] == c.K[0, 1, 1] == 50 and c.K[1, 1, 1] == 52
+    for binary in (False, True):
+        out = write_colmap_model(tmp_path / f"out{int(binary)}", c, binary=binary)
+        back = read_colmap_model(out)
+        assert back.camera_models == ["OPENCV"] * 3 and back.distorted == [True, True, False]
+        assert torch.equal(back.cameras.distortion, c.distortion) and torch.equal(back.cameras.K, c.K)
+    # a single-focal model with fx != fy is written as its two-focal family member
+    rad = Cameras(intrinsics_matrix(50.0, 55.0, 31.5, 23.5), torch.eye(3), torch.tensor([0.0, 0.0, 1.0]), (48, 64),
+                  ["x.png"], distortion=[[0.1, -0.05]], distortion_model="RADIAL")
+    line = [ln for ln in (write_colmap_model(tmp_path / "r", rad) / "cameras.txt").read_text().splitlines()
+            if not ln.startswith("#")][0].split()
+    assert line[1] == "OPENCV" and [float(x) for x in line[4:]] == [50.0, 55.0, 32.0, 24.0, 0.1, -0.05, 0.0, 0.0]
+    # FOV has two focal lengths (fx fy cx cy omega)
+    (tmp_path / "fov").mkdir()
+    (tmp_path / "fov" / "cameras.txt").write_text("1 FOV 64 48 50 60 32 24 0.9\n")
+    (tmp_path / "fov" / "images.txt").write_text("1 1 0 0 0 0 0 1 1 a.png\n\n")
+    f = read_colmap_cameras(tmp_path / "fov")
+    assert (f.K[0, 0, 0], f.K[0, 1, 1]) == (50.0, 60.0) and f.distortion_model == "FOV"
+    assert f.distortion.tolist() == [[0.9]] and f.has_distortion

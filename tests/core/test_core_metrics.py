@@ -7,9 +7,10 @@ import pytest
 import torch
 from scipy.spatial import cKDTree
 
-from facet3d.core.errors import GeometryError
-from facet3d.core.ops.metrics import chamfer_distance, fscore, nearest_neighbor_distances
+from facet3d.core.errors import BackendError, GeometryError
+from facet3d.core.ops.metrics import chamfer_distance, chamfer_from_means, fscore, nearest_neighbor_distances
 from facet3d.core.structures.pointclouds import Pointclouds
+from facet3d.kernels.dispatch import pick
 
 
 def _naive_nn(a, b):
@@ -28,9 +29,10 @@ def test_chamfer_matches_naive_batched_padded():
             dx = _naive_nn(x[b, :xl[b]], y[b, :yl[b]])
             dy = _naive_nn(y[b, :yl[b]], x[b, :xl[b]])
             p = 2 if norm == "l2" else 1
-            assert np.isclose(res.x_to_y[b].item(), (dx ** p).mean())
-            assert np.isclose(res.y_to_x[b].item(), (dy ** p).mean())
-            assert np.isclose(res.chamfer[b].item(), (dx ** p).mean() + (dy ** p).mean())
+            assert res.x_to_y[b].item() == pytest.approx((dx ** p).mean(), rel=1e-12)
+            assert res.y_to_x[b].item() == pytest.approx((dy ** p).mean(), rel=1e-12)
+            # Chamfer = the average of the two directions (ConvONet / DTU), not their sum
+            assert res.chamfer[b].item() == pytest.approx(((dx ** p).mean() + (dy ** p).mean()) / 2, rel=1e-12)
         mean = chamfer_distance(x, y, x_lengths=xl, y_lengths=yl, norm=norm)
         assert torch.isclose(mean.chamfer, res.chamfer.mean())
     # the same through Pointclouds
@@ -40,31 +42,46 @@ def test_chamfer_matches_naive_batched_padded():
                           chamfer_distance(x, y, x_lengths=xl, y_lengths=yl, reduction="none").chamfer)
 
 
-def test_kdtree_backend_matches_scipy_and_torch():
+def test_closed_form_asymmetric_pins_the_average():
+    # x = {0}, y = {0, e1}: x -> y means 0, y -> x means (0 + 1) / 2; the sum definition gives 0.5
+    x, y = np.zeros((1, 3)), np.array([[0.0, 0, 0], [1.0, 0, 0]])
+    for norm in ("l1", "l2"):
+        r = chamfer_distance(x, y, norm=norm)
+        assert (r.x_to_y.item(), r.y_to_x.item(), r.chamfer.item()) == (0.0, 0.5, 0.25)
+    assert chamfer_from_means(0.0, 0.5) == 0.25
+
+
+def test_backends_match_scipy_and_auto_picks_kdtree_for_large_cpu_clouds():
     rng = np.random.default_rng(1)
     a, b = rng.random((3000, 3)), rng.random((2500, 3))
     ref_d, ref_i = cKDTree(b).query(a)
-    for backend in ("torch", "kdtree"):
+    for backend in ("torch", "scipy", None):
         d, i = nearest_neighbor_distances(torch.as_tensor(a), torch.as_tensor(b), backend=backend)
-        assert np.allclose(d.numpy(), ref_d) and np.array_equal(i.numpy(), ref_i)
-    # a large cloud takes the KD-tree path under "auto"; result equals the dense one
-    big_a, big_b = rng.random((4000, 3)), rng.random((3000, 3))
-    r_auto = chamfer_distance(big_a, big_b, norm="l1")
-    r_torch = chamfer_distance(big_a, big_b, norm="l1", backend="torch")
-    assert torch.isclose(r_auto.chamfer, r_torch.chamfer)
-    assert np.isclose(r_auto.x_to_y.item(), cKDTree(big_b).query(big_a)[0].mean())
+        assert d.dtype == torch.float64
+        np.testing.assert_allclose(d.numpy(), ref_d, rtol=1e-12, atol=0)
+        assert np.array_equal(i.numpy(), ref_i)
+    ta, tb = torch.as_tensor(a)[None], torch.as_tensor(b)[None]
+    assert pick("knn", ta, tb, 1, None, None)[0].name == "scipy"
+    r_auto = chamfer_distance(a, b, norm="l1")
+    assert r_auto.x_to_y.item() == pytest.approx(ref_d.mean(), rel=1e-12)
+    assert r_auto.chamfer.item() == pytest.approx((ref_d.mean() + cKDTree(a).query(b)[0].mean()) / 2, rel=1e-12)
+    with pytest.raises(BackendError, match="no backend 'kdtree'"):
+        chamfer_distance(a, b, backend="kdtree")
 
 
-def test_gradients_flow_through_both_backends():
+def test_gradients_match_analytic_on_both_backends():
     rng = np.random.default_rng(2)
     y = torch.as_tensor(rng.random((200, 3)))
     x_init = torch.as_tensor(rng.random((150, 3)))
-    grads = []
-    for backend in ("torch", "kdtree"):
+    # d/dx of (mean_x |x - y[nn_x]|^2 + mean_y |y - x[nn_y]|^2) / 2, neighbours from scipy
+    xn, yn = x_init.numpy(), y.numpy()
+    nn_x, nn_y = cKDTree(yn).query(xn)[1], cKDTree(xn).query(yn)[1]
+    expect = (xn - yn[nn_x]) / len(xn)
+    np.add.at(expect, nn_y, (xn[nn_y] - yn) / len(yn))
+    for backend in ("torch", "scipy"):
         x = x_init.clone().requires_grad_(True)
         chamfer_distance(x, y, backend=backend).chamfer.backward()
-        grads.append(x.grad.clone())
-    assert torch.allclose(grads[0], grads[1])
+        np.testing.assert_allclose(x.grad.numpy(), expect, rtol=1e-12, atol=1e-15)
     # identical clouds: zero distance and finite (zero) gradient, also for the unsquared variant
     x = y.clone().requires_grad_(True)
     r = chamfer_distance(x, y, norm="l1")
@@ -76,11 +93,11 @@ def test_closed_form_shifted_grid():
     g = np.stack(np.meshgrid(*[np.arange(6.0)] * 3, indexing="ij"), -1).reshape(-1, 3) * 0.1
     s = 0.03  # < half the spacing: every point's nearest neighbour is its shifted twin
     shifted = g + [s, 0, 0]
-    assert np.isclose(chamfer_distance(g, shifted).chamfer.item(), 2 * s ** 2)
-    assert np.isclose(chamfer_distance(g, shifted, norm="l1").chamfer.item(), 2 * s)
+    assert chamfer_distance(g, shifted).chamfer.item() == pytest.approx(s ** 2, rel=1e-12)
+    assert chamfer_distance(g, shifted, norm="l1").chamfer.item() == pytest.approx(s, rel=1e-12)
     f = fscore(g, shifted, [0.02, 0.04])
     assert f.fscore.tolist() == [[0.0, 1.0]]
-    assert np.isclose(f.accuracy.item(), s) and np.isclose(f.completeness.item(), s)
+    assert f.accuracy.item() == pytest.approx(s, rel=1e-12) and f.completeness.item() == pytest.approx(s, rel=1e-12)
 
 
 def test_fscore_identical_partial_and_naive():

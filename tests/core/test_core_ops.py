@@ -61,6 +61,30 @@ def test_normals_plane_towards_viewpoint_torch_and_radius():
         nrm.estimate_normals(np.full((10, 3), np.nan))
 
 
+def _pca_normals(p, neighbours):
+    """Smallest-eigenvalue axis of each point's neighbour covariance (the independent answer)."""
+    out = np.empty_like(p)
+    for i, nb in enumerate(neighbours):
+        q = p[nb] - p[nb].mean(0)
+        out[i] = np.linalg.eigh(q.T @ q)[1][:, 0]
+    return out
+
+
+def test_normals_axes_match_ckdtree_neighbourhoods():
+    from scipy.spatial import cKDTree
+
+    p = _sphere(1500, seed=4) * (1 + 0.02 * np.random.default_rng(5).normal(size=(1500, 1)))
+    tree = cKDTree(p)
+    knn = tree.query(p, k=12)[1]
+    d, ball = tree.query(p, k=20, distance_upper_bound=0.2)
+    for n, nb in ((nrm.estimate_normals(p, k=12, orient=None), knn),
+                  (nrm.estimate_normals(p, k=20, radius=0.2, orient=None), [b[np.isfinite(r)] for b, r in zip(ball, d)])):
+        ok = np.array([len(b) >= 6 for b in nb])  # with few neighbours the plane is ill-posed
+        ref = _pca_normals(p, nb)
+        assert ok.mean() > 0.9 and np.abs(np.einsum("ij,ij->i", n[ok], ref[ok])).min() > 1 - 1e-9
+    assert np.isfinite(d).sum(1).min() < 20  # the radius really cuts some neighbourhoods short
+
+
 def _read_ascii_pcd(path):
     lines = path.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("DATA")) + 1

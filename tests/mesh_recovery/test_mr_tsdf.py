@@ -103,3 +103,41 @@ def test_bad_depth_inputs(shared_data, tmp_path, cli):
         r = cli("mesh", "--from-depth", str(d), "--cameras", str(cam_json), "--out", str(out))
         assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert not out.exists() and not list(tmp_path.glob(f".{d.name}.ply*"))
+
+
+def _fscore(pred, gt, tau: float, n: int = 20000) -> tuple[float, float, float]:
+    """(precision, recall, F) at distance tau between surface samples of two meshes (trimesh + KD-trees)."""
+    import trimesh
+    from scipy.spatial import cKDTree
+
+    def samples(g):
+        m = trimesh.Trimesh(np.asarray(g.vertices), np.asarray(g.faces), process=False)
+        return trimesh.sample.sample_surface(m, n, seed=0)[0]
+
+    p, g = samples(pred), samples(gt)
+    prec = float((cKDTree(g).query(p)[0] < tau).mean())
+    rec = float((cKDTree(p).query(g)[0] < tau).mean())
+    return prec, rec, 2 * prec * rec / max(prec + rec, 1e-12)
+
+
+def test_render_orbit_depth_chains_into_tsdf(cli, sample_data, tmp_path):
+    """`render --orbit --save-depth` writes its cameras beside the depth maps; `mesh --from-depth`
+    fuses them (and the colours, `<view>_rgb.png`) back into the input surface."""
+    src = sample_data / "meshes" / "fuze.obj"  # z up
+    views = tmp_path / "views"
+    r = cli("render", str(src), "--orbit", "12", "--size", "160x120", "--out", str(views), "--save-depth")
+    assert r.returncode == 0, r.stderr
+    assert (views / "cameras.json").is_file()
+    out = tmp_path / "fused.ply"
+    r = cli("mesh", "--from-depth", str(views), "--cameras", str(views / "cameras.json"), "--colors", str(views),
+            "--out", str(out), "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["frames"] == 12 and info["colored"]
+    g, fused = read(src), read(out)
+    tau = 0.01 * float(np.linalg.norm(g.vertices.max(0) - g.vertices.min(0)))
+    prec, rec, f = _fscore(fused, g, tau)
+    print(f"render --orbit 12 -> TSDF, fuze F@1%: {f:.3f} (precision {prec:.3f}, recall {rec:.3f})")
+    # one ring of views at 20 degrees elevation misses the underside: recall is the weaker side
+    # (measured: precision 0.9995, recall 0.904)
+    assert prec >= 0.98 and rec >= 0.85 and f >= 0.9

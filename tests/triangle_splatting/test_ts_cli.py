@@ -72,9 +72,17 @@ def test_render_orbit_mesh_files(cli, sample_data, tmp_path):
             "--save-depth", "--save-alpha", "--json")
     assert r.returncode == 0, r.stderr
     files = json.loads(r.stdout)
-    assert len(files) == 9 and all((tmp_path / "views").joinpath(p.rsplit("/", 1)[-1]).is_file() for p in files)
+    assert len(files) == 10 and all((tmp_path / "views").joinpath(p.rsplit("/", 1)[-1]).is_file() for p in files)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        f"view_{i:03d}_{k}" for i in range(3) for k in ("rgb.png", "depth.npy", "alpha.npy"))
+        [f"view_{i:03d}_{k}" for i in range(3) for k in ("rgb.png", "depth.npy", "alpha.npy")] + ["cameras.json"])
+    # the invented cameras are written beside the views, named like them: the orbit of the command
+    saved = Cameras.load_json(out / "cameras.json")
+    assert saved.names == [f"view_{i:03d}" for i in range(3)]
+    geom = read(sample_data / FUZE)
+    ref = _o3d_zdepth(geom, saved, 1)
+    depth = np.load(out / "view_001_depth.npy")
+    both = (depth > 0) & np.isfinite(ref)
+    assert both.mean() > 0.05 and np.allclose(depth[both], ref[both], rtol=1e-3)
     assert "rendered 3 view(s)" in r.stderr and "hard" in r.stderr
     for i in range(3):
         img = np.asarray(Image.open(out / f"view_{i:03d}_rgb.png"))

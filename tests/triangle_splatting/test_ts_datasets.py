@@ -216,7 +216,7 @@ def test_blender_synthetic(tmp_path):
 
 # ---------------------------------------------------------------------------------------- CLI
 def test_render_cli_colmap_cameras(cli, sample_data, tmp_path):
-    from facet3d.plugins.triangle_splatting.commands import load_cameras, resize_cameras
+    from facet3d.core.io.cameras import read_cameras
 
     g, cams = _orbit(3, size=(24, 32))
     cams.names = ["a.png", "b.png", "c.png"]
@@ -231,9 +231,10 @@ def test_render_cli_colmap_cameras(cli, sample_data, tmp_path):
         np.testing.assert_allclose(np.load(out / f"{name}_depth.npy"), ref[i], rtol=1e-5, atol=1e-6)
     # the dataset root and a file of the model work too (in process: each CLI run costs seconds)
     for arg in (tmp_path / "ds", model / "images.bin", model / "cameras.bin"):
-        c = load_cameras(arg, None)
+        c, warnings = read_cameras(arg)
+        assert not warnings
         assert c.names == cams.names and torch.allclose(c.K, cams.K) and torch.allclose(c.R, cams.R, atol=1e-12)
     # --size rescales the COLMAP intrinsics like any camera file
-    big = resize_cameras(load_cameras(tmp_path / "ds", (48, 64)), (48, 64))
+    big, _ = read_cameras(tmp_path / "ds", (48, 64))
     assert isinstance(big, Cameras) and torch.allclose(big.K, cams.resized(48, 64).K)
     assert torch.allclose(big.K[:, :2, 2], torch.tensor([31.5, 23.5], dtype=torch.float64))

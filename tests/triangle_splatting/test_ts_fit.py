@@ -139,8 +139,7 @@ def sphere_data():
 
 
 def test_fit_recovers_a_synthetic_scene(sphere_data, tmp_path):
-    torch.set_num_threads(2)
-    cfg = FitConfig(mode="ts", iters=400, init_points=1500, max_triangles=6000, checkpoint_every=0)
+    cfg = FitConfig(mode="ts", iters=400, init_points=1500, max_triangles=6000, checkpoint_every=0, threads=2)
     m = fit(sphere_data, tmp_path, cfg)
     print(f"TS-NUMBER synthetic sphere 48x48: held-out PSNR {m['psnr']:.2f} dB SSIM {m['ssim']:.4f} "
           f"({m['triangles']} triangles, {m['train_seconds']} s)")
@@ -158,6 +157,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def test_fit_threads_apply_to_the_call_only(sphere_data, tmp_path, one_thread):
+    seen = []
+    fit(sphere_data, tmp_path, FitConfig(mode="ts", iters=2, init_points=100, checkpoint_every=0, threads=2),
+        on_step=lambda it, rec: seen.append(torch.get_num_threads()))
+    assert seen == [2, 2] and torch.get_num_threads() == 1  # the caller's setting comes back
 
 
 def test_resume_continues_exactly(sphere_data, tmp_path, one_thread):
@@ -265,3 +271,81 @@ def test_fit_on_a_colmap_dataset_starts_from_its_sfm_points(tmp_path):
     log = json.loads((tmp_path / "run" / "log.json").read_text())
     assert m["eval_views"] == 2 and log["history"][0]["triangles"] == 300
     assert m["psnr"] > 12
+
+
+# ------------------------------------------------------------------ devices
+def _fit_devices(data, tmp_path, device: str, mode: str = "ts") -> tuple[set, dict, dict]:
+    """Fit a few iterations (with a densification) on `device`; -> (devices seen by the training step:
+    parameters, camera, background, image, target), metrics, the raw checkpoint loaded without map_location."""
+    import facet3d.core.ops.image_metrics as im
+    from facet3d.plugins.triangle_splatting import fit as fit_mod
+
+    seen: set = set()
+    render_train, ssim = fit_mod._render_train, im.ssim
+
+    def spy_render(model, sched, it, cam, background, image_size):
+        seen.update({str(t.device) for t in model.params.values()} | {str(cam.K.device), str(background.device)})
+        if model.faces is not None:
+            seen.add(str(model.faces.device))
+        return render_train(model, sched, it, cam, background, image_size)
+
+    def spy_ssim(img, gt, *a, **k):
+        seen.update({str(img.device), str(gt.device)})
+        return ssim(img, gt, *a, **k)
+
+    cfg = FitConfig(mode=mode, iters=8, init_points=200, max_triangles=2000, checkpoint_every=4,
+                    densify_every=0.25, densify_from=0.25, device=device)
+    pm = pytest.MonkeyPatch()
+    pm.setattr(fit_mod, "_render_train", spy_render)
+    pm.setattr(im, "ssim", spy_ssim)
+    try:
+        metrics = fit(data, tmp_path, cfg)
+    finally:
+        pm.undo()
+    ck = torch.load(tmp_path / "checkpoint.pt", weights_only=True)  # no map_location: must hold CPU tensors
+    return seen, metrics, ck
+
+
+def _tensor_devices(obj) -> set:
+    if isinstance(obj, torch.Tensor):
+        return {str(obj.device)}
+    if isinstance(obj, dict):
+        return set().union(*(_tensor_devices(v) for v in obj.values())) if obj else set()
+    if isinstance(obj, (list, tuple)):
+        return set().union(*(_tensor_devices(v) for v in obj)) if obj else set()
+    return set()
+
+
+def test_dataset_to_moves_every_tensor():
+    """dtype stands in for a device: every tensor of the dataset must pass through the mover."""
+    from facet3d.plugins.triangle_splatting.datasets import dataset_to
+
+    d = synthetic_dataset(size=8, n=8)
+    d.points, d.point_colors = torch.rand(5, 3), torch.rand(5, 3)
+    moved = dataset_to(d, "cpu", torch.float64)
+    floats = [moved.train.images, moved.train.masks, moved.test.images, moved.test.masks, moved.points,
+              moved.point_colors, *moved.bounds, moved.train.cameras.K, moved.train.cameras.R, moved.test.cameras.t]
+    assert all(t.dtype == torch.float64 for t in floats)
+    assert moved.train.names == d.train.names and moved.train.cameras.names == d.train.cameras.names
+    assert moved.train.cameras.image_size.dtype == torch.int64
+    torch.testing.assert_close(moved.train.images, d.train.images.double())
+
+
+def test_fit_on_cpu_keeps_everything_on_cpu(tmp_path):
+    seen, metrics, ck = _fit_devices(synthetic_dataset(size=16, n=8), tmp_path, "cpu")
+    assert seen == {"cpu"} and metrics["device"] == "cpu"
+    assert _tensor_devices(ck) == {"cpu"}
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("mode", ["ts", "ts+"])
+def test_fit_on_cuda_trains_on_the_gpu(tmp_path, mode):
+    """The model, its optimizer, the images, cameras and background live on the GPU; the checkpoint
+    is saved on the CPU, so it resumes on the GPU and loads on a CPU-only machine."""
+    seen, metrics, ck = _fit_devices(synthetic_dataset(size=16, n=8), tmp_path, "cuda", mode)
+    assert seen == {"cuda:0"} and metrics["device"] == "cuda:0"
+    assert _tensor_devices(ck) == {"cpu"}
+    cfg = FitConfig(mode=mode, iters=10, init_points=200, max_triangles=2000, checkpoint_every=0, device="cuda")
+    again = fit(synthetic_dataset(size=16, n=8), tmp_path, cfg, resume=True)
+    assert again["iterations"] == 10 and again["device"] == "cuda:0"

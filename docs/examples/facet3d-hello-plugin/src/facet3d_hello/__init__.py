@@ -1,15 +1,15 @@
 """facet3d-hello-plugin: the hook implementations facet3d finds through the `facet3d` entry point.
 
 This module is imported every time `facet3d` starts (even for `facet3d --help`), so it stays
-tiny: no numpy work, no torch, no open3d. Readers, writers and steps are given as
-``"module:attr"`` strings and imported only when they are used; the command imports its
-helpers inside its body.
+tiny: no numpy work, no torch, no open3d. Readers, writers, steps, the kernel backend and the
+model are given as ``"module:attr"`` strings and imported only when they are used; the command
+imports its helpers inside its body.
 """
 
 from __future__ import annotations
 
 from facet3d.core.hookspecs import hookimpl
-from facet3d.core.specs import FormatSpec, PipelineStep
+from facet3d.core.specs import Backend, FormatSpec, ModelSpec, PipelineStep
 
 __version__ = "0.1.0"
 
@@ -71,5 +71,34 @@ def facet3d_pipeline_steps():
             description="translate so the centroid (or the bounding-box centre) is at the origin",
             run="facet3d_hello.steps:center",
             params={"mode": (str, "mean", "'mean' (centroid) or 'bbox' (bounding-box centre)")},
+        )
+    ]
+
+
+@hookimpl
+def facet3d_kernel_backends():
+    return [
+        Backend(
+            op="knn",
+            name="hello-numpy",  # select it with backend="hello-numpy" or FACET3D_BACKEND_KNN=hello-numpy
+            impl="facet3d_hello.knn:knn",
+            priority=-10,  # below the torch reference (0): never chosen automatically, only by name
+            devices=("cpu",),
+            dtypes=("float32", "float64"),
+            grad=False,  # numpy cuts the autograd graph: refuse inputs that require grad
+            check="facet3d_hello.knn:check",
+        )
+    ]
+
+
+@hookimpl
+def facet3d_models():
+    return [
+        ModelSpec(
+            name="hello-tiny-cls",
+            task="classification",
+            description="tiny PointNet-style classifier: shared MLP, max pooling, linear head",
+            build="facet3d_hello.model:TinyPointNet",
+            config={"classes": 4, "width": 16},
         )
     ]

@@ -1,20 +1,13 @@
-"""torch.autograd.gradcheck (float64) of the reference rasterizer on tiny scenes."""
+"""torch.autograd.gradcheck (float64) of the reference rasterizer on tiny camera-space scenes."""
 
 from __future__ import annotations
 
 import torch
 
-from facet3d.core.structures.cameras import Cameras, intrinsics_matrix
 from facet3d.kernels.trisplat.reference import rasterize_triangles
-from facet3d.plugins.triangle_splatting.render import render
-from facet3d.plugins.triangle_splatting.scene import TriangleScene
 
 D = torch.float64
-
-
-def _camera(size=16):
-    K = intrinsics_matrix(14.0, 14.0, 7.3, 7.6)
-    return Cameras(K, torch.eye(3, dtype=D), torch.tensor([0.03, -0.02, 3.0], dtype=D), (size, size))
+K16 = torch.tensor([[14.0, 0.0, 7.3], [0.0, 14.0, 7.6], [0.0, 0.0, 1.0]], dtype=D)
 
 
 def _tris():
@@ -28,48 +21,41 @@ def _weights(size, c):
     return [torch.rand(size, size, k, generator=g, dtype=D) for k in (c, 1, 1, 3)]
 
 
-def test_gradcheck_ts_world_vertices_colour_opacity_sigma():
-    cams = _camera()
-    rest = torch.randn(3, 3, 3, dtype=D, generator=torch.Generator().manual_seed(0)) * 0.1
-    tri0 = _tris()
+def test_gradcheck_soft_every_input():
+    """Soft mode: verts_cam, per-triangle colours, opacity, sigma and background, through every output."""
+    vc0 = _tris() + torch.tensor([0.03, -0.02, 3.0], dtype=D)
     wr, wa, wd, wn = _weights(16, 3)
 
-    def f(tri, dc, rest_, op, sg):
-        scene = TriangleScene("ts", dc, rest_, op, sg, triangles=tri)
-        o = render(scene, cams, background=(0.2, 0.3, 0.4))
-        return ((o["rgb"][0] * wr).sum() + (o["alpha"][0] * wa[..., 0]).sum()
-                + (o["depth_acc"][0] * wd[..., 0]).sum() + (o["normal"][0] * wn).sum())
+    def f(vc, col, op, sg, bg):
+        o = rasterize_triangles(vc, K16, col, op, sg, (16, 16), bg)
+        return ((o["rgb"] * wr).sum() + (o["alpha"] * wa[..., 0]).sum()
+                + (o["depth_acc"] * wd[..., 0]).sum() + (o["normal"] * wn).sum())
 
-    args = (tri0.clone(), torch.tensor([[0.3, -0.2, 0.5], [-0.4, 0.1, 0.2], [0.0, 0.6, -0.3]], dtype=D), rest,
-            torch.tensor([0.8, 0.6, 0.7], dtype=D), torch.tensor([1.3, 0.7, 2.2], dtype=D))
+    args = (vc0.clone(), torch.tensor([[0.3, 0.2, 0.5], [0.4, 0.1, 0.2], [0.0, 0.6, 0.3]], dtype=D),
+            torch.tensor([0.8, 0.6, 0.7], dtype=D), torch.tensor([1.3, 0.7, 2.2], dtype=D),
+            torch.tensor([0.2, 0.3, 0.4], dtype=D))
     args = tuple(a.requires_grad_() for a in args)
     assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-5, rtol=1e-4)
-    # every input really receives a gradient
     f(*args).backward()
-    for a in args:
+    for a in args:  # every input really receives a gradient
         assert a.grad is not None and float(a.grad.abs().sum()) > 0
 
 
-def test_gradcheck_ts_plus_per_vertex_colour():
-    cams = _camera()
-    verts0 = torch.tensor([[-0.5, -0.45, 0.0], [0.55, -0.35, 0.1], [0.05, 0.5, -0.05], [0.6, 0.45, 0.3]], dtype=D)
-    faces = torch.tensor([[0, 1, 2], [1, 3, 2]])
+def test_gradcheck_soft_per_vertex_colour():
+    vc0 = _tris()[:2] + torch.tensor([0.03, -0.02, 3.0], dtype=D)
     wr, wa, wd, _ = _weights(16, 3)
 
-    def f(v, dc, op, sg):
-        scene = TriangleScene("ts+", dc, torch.zeros(4, 0, 3, dtype=D), op, sg, vertices=v, faces=faces)
-        o = render(scene, cams)
-        return (o["rgb"][0] * wr).sum() + (o["alpha"][0] * wa[..., 0]).sum() + (o["depth"][0] * wd[..., 0]).sum()
+    def f(vc, col):
+        o = rasterize_triangles(vc, K16, col, torch.tensor([0.9, 0.7], dtype=D), 0.9, (16, 16))
+        return (o["rgb"] * wr).sum() + (o["alpha"] * wa[..., 0]).sum() + (o["depth"] * wd[..., 0]).sum()
 
-    args = (verts0.clone(), torch.randn(4, 3, dtype=D, generator=torch.Generator().manual_seed(2)) * 0.3,
-            torch.tensor([0.9, 0.7, 0.8, 0.6], dtype=D), torch.tensor(0.9, dtype=D))
-    args = tuple(a.requires_grad_() for a in args)
-    assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-5, rtol=1e-4)
+    col = torch.rand(2, 3, 3, dtype=D, generator=torch.Generator().manual_seed(2))
+    assert torch.autograd.gradcheck(f, (vc0.clone().requires_grad_(), col.requires_grad_()), eps=1e-6, atol=1e-5, rtol=1e-4)
 
 
 def test_gradcheck_hard_depth_wrt_vertices():
     """Hard mode: coverage is piecewise constant; depth and per-vertex colour are differentiable."""
-    K = intrinsics_matrix(14.0, 14.0, 7.3, 7.6)
+    K = K16
     vc0 = _tris()[:2] + torch.tensor([0.03, -0.02, 3.0], dtype=D)
     cols = torch.rand(2, 3, 3, dtype=D, generator=torch.Generator().manual_seed(3))
 

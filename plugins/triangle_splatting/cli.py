@@ -1,0 +1,195 @@
+"""The triangle-splatting commands: ``facet3d render``, ``facet3d export``, ``facet3d fit``.
+
+Commands only parse options, call the plugin's modules (`render`, `export`, `datasets`, `fit`) and
+print.  Only typer is imported here: torch and the renderer are imported inside the command bodies
+so ``facet3d --help`` stays light.  The output files of each command are described in its module
+(`facet3d.plugins.triangle_splatting.render` for ``render``, `.fit` for ``fit``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from facet3d.cli.api import err, parse_floats, parse_size, print_json, progress_callback, resolve_device, warn
+from facet3d.core.errors import UsageError
+
+__all__ = ["register", "parse_background", "parse_up"]
+
+
+def parse_background(text: str, flag: str = "--background") -> tuple[float, float, float]:
+    """``"r,g,b"`` with values in [0, 1] -> a tuple."""
+    vals = parse_floats(text, flag, 3)
+    if not all(0.0 <= v <= 1.0 for v in vals):
+        raise UsageError(f"{flag} {text!r}: expected r,g,b with values in [0, 1], e.g. 1,1,1")
+    return tuple(vals)  # type: ignore[return-value]
+
+
+def parse_up(text: str) -> tuple[float, float, float]:
+    """``x|y|z`` with an optional sign -> the unit axis."""
+    m = re.fullmatch(r"([+-]?)([xyz])", (text or "").strip().lower())
+    if not m:
+        raise UsageError(f"--up {text!r}: expected x, y or z (optionally with a sign)")
+    axis = [0.0, 0.0, 0.0]
+    axis["xyz".index(m.group(2))] = -1.0 if m.group(1) == "-" else 1.0
+    return tuple(axis)  # type: ignore[return-value]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("render")(render_cmd)
+    app.command("export")(export_cmd)
+    app.command("fit")(fit_cmd)
+
+
+def render_cmd(
+    src: str = typer.Argument(..., metavar="SCENE_OR_MESH", help="Triangle-splat scene PLY, or any mesh facet3d reads."),
+    cameras: Optional[str] = typer.Option(None, "--cameras", help="Core camera JSON, Blender transforms_*.json, Strecha cameras.json, COLMAP model, or a folder holding one."),
+    orbit: Optional[int] = typer.Option(None, "--orbit", min=1, help="N cameras on a circle around the bounding-box centre at 2.2x its radius (written to OUT/cameras.json)."),
+    size: Optional[str] = typer.Option(None, "--size", help="Image size WxH (default with --cameras: the cameras' own; K is scaled to fit)."),
+    out: str = typer.Option(..., "--out", help="Output folder (created)."),
+    save_depth: bool = typer.Option(False, "--save-depth", help="Also write <view>_depth.npy (HxW float32 z-depth, 0 where empty)."),
+    save_alpha: bool = typer.Option(False, "--save-alpha", help="Also write <view>_alpha.npy (HxW float32)."),
+    background: str = typer.Option("0,0,0", "--background", help="Background colour r,g,b in [0, 1]."),
+    hard: Optional[bool] = typer.Option(None, "--hard/--soft", help="Z-buffer (hard) or soft splatting; default: hard for meshes and opaque TS+ scenes, soft for others."),
+    fov: float = typer.Option(60.0, "--fov", min=1.0, max=179.0, help="--orbit: field of view of the shorter image side, degrees (60 keeps the bounding sphere in view)."),
+    up: str = typer.Option("z", "--up", help="--orbit: up axis x|y|z (optionally -x, -y, -z)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the list of written files as JSON on stdout."),
+) -> None:
+    """Render a triangle-splatting scene or a mesh to PNG images (and depth / alpha arrays).
+
+    Meshes render as opaque hard triangles with their vertex or face colours (grey when none).
+    Depth is z along the camera axis (expected z for soft renders), 0 where nothing was hit.
+    --orbit also writes OUT/cameras.json, so the depth maps can be fused with
+    `facet3d mesh --from-depth OUT --cameras OUT/cameras.json`.
+
+    \b
+    Examples:
+      facet3d render bunny.obj --orbit 8 --size 256x256 --out views --save-depth
+      facet3d render scene.ply --cameras transforms_test.json --out renders --save-depth
+    """
+    if (cameras is None) == (orbit is None):
+        raise UsageError("give exactly one of --cameras FILE|DIR and --orbit N")
+    hw = parse_size(size, "--size") if size is not None else None
+    bg = parse_background(background)
+    if orbit is not None and hw is None:
+        raise UsageError("--orbit needs --size WxH")
+    axis = parse_up(up)
+
+    from facet3d.plugins.triangle_splatting.render import (auto_hard, frame_orbit, load_scene, render_cameras,
+                                                           view_names, write_views)
+
+    if cameras is not None:  # read the cameras first: a bad camera file should fail before the scene loads
+        cams, warnings = render_cameras(Path(cameras), hw)
+        for w in warnings:
+            warn(w)
+    scene, is_mesh = load_scene(Path(src))
+    if orbit is not None:
+        cams = frame_orbit(scene, orbit, hw, fov=fov, up=axis)
+    names = cams.names if orbit is not None else view_names(cams.names)
+    use_hard = auto_hard(scene, is_mesh) if hard is None else hard
+    with progress_callback("render", len(cams)) as bar:
+        written = write_views(scene, cams, names, Path(out), background=bg, hard=use_hard, save_depth=save_depth,
+                              save_alpha=save_alpha, save_cameras=orbit is not None, progress=bar)
+    H, W = (int(v) for v in cams.image_size[0].tolist())
+    err.print(f"facet3d: rendered {len(cams)} view(s) of {src} ({W}x{H}, {'hard' if use_hard else 'soft'}) "
+              f"to {out} ({len(written)} files)", soft_wrap=True, markup=False)
+    if json_out:
+        print_json(written)
+
+
+def export_cmd(
+    src: str = typer.Argument(..., metavar="SCENE", help="Triangle-splat scene PLY (as written by the triangle-splatting plugin)."),
+    out: str = typer.Option(..., "--out", help="Output mesh: .ply, .glb or .obj (vertex colours in all three)."),
+    opaque: bool = typer.Option(False, "--opaque", help="Drop triangles whose opacity is below --min-opacity (TS+: min of the corners')."),
+    min_opacity: float = typer.Option(0.5, "--min-opacity", min=0.0, max=1.0, help="--opaque: opacity threshold in [0, 1]."),
+) -> None:
+    """Export a triangle-splatting scene as a plain coloured mesh (PLY, GLB or OBJ).
+
+    TS+ scenes keep their shared vertices and faces; TS scenes become a triangle soup
+    (3 vertices per triangle). Colours come from the SH DC term; view-dependent SH, sigma
+    and opacity are dropped.
+
+    \b
+    Examples:
+      facet3d export scene.ply --out mesh.glb
+      facet3d export scene.ply --out mesh.ply --opaque --min-opacity 0.3
+    """
+    from facet3d.plugins.triangle_splatting.export import EXPORT_EXTS, export_scene
+
+    ext = Path(out).suffix.lower()
+    if ext not in EXPORT_EXTS:
+        raise UsageError(f"--out {out}: unsupported extension {ext or '(none)'!r} (use .ply, .glb or .obj)")
+    r = export_scene(src, Path(out), opaque=opaque, min_opacity=min_opacity)
+    extra = f", dropped {r['dropped']} with opacity < {min_opacity:g}" if opaque else ""
+    err.print(f"facet3d: exported {r['form']} scene {src} ({r['triangles']} triangles{extra}) to {out} "
+              f"({r['vertices']} vertices, {r['faces']} faces)", soft_wrap=True, markup=False)
+
+
+def fit_cmd(
+    dataset: str = typer.Argument(..., metavar="DATASET", help="Blender folder (transforms_train.json) or COLMAP folder (images/ + sparse/0)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="blender | colmap (default: detected)."),
+    out: str = typer.Option(..., "--out", help="Run folder: scene.ply, checkpoint.pt, metrics.json, log.json, previews/."),
+    iters: int = typer.Option(3000, "--iters", min=1, help="Training iterations (all schedules scale with it; the paper uses 30000)."),
+    mode: str = typer.Option("ts", "--mode", help="ts (free soft triangles) | ts+ (shared vertices, ends opaque and hard: a mesh)."),
+    holdout: int = typer.Option(8, "--holdout", min=0, help="Every N-th view is held out for evaluation (0: none, evaluate on training views)."),
+    max_size: Optional[int] = typer.Option(None, "--max-size", min=8, help="Downscale images so the longer side is at most this."),
+    background: str = typer.Option("1,1,1", "--background", help="Background colour r,g,b for RGBA images and rendering."),
+    init_points: int = typer.Option(20000, "--init-points", min=4, help="Random initial points in the scene bounds when the dataset has no SfM points."),
+    max_triangles: int = typer.Option(300_000, "--max-triangles", min=16, help="Cap on the triangle count during densification."),
+    eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate held-out views (PSNR/SSIM, preview PNG) every N iterations (0: only at the end)."),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=0, help="Write RUN_DIR/checkpoint.pt every N iterations."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", min=0.0, help="Stop after this many minutes (the scene, checkpoint and evaluation are still written)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoint.pt."),
+    seed: int = typer.Option(0, "--seed"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
+    device: str = typer.Option("auto", "--device", help="cpu | cuda | cuda:N | auto (everything trains there)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the final metrics as JSON on stdout."),
+) -> None:
+    """Fit triangles to posed photos (Triangle Splatting / Triangle Splatting+).
+
+    Trains with the published recipe (L1 + D-SSIM + opacity regulariser, densify/prune, SH schedule;
+    TS+: annealed sigma and opacity floor) scaled to --iters, shows a progress bar with loss and
+    PSNR, evaluates the held-out views and writes RUN_DIR/scene.ply (render it with
+    `facet3d render`, export it with `facet3d export`).
+
+    \b
+    Examples:
+      facet3d fit nerf_synthetic/lego --format blender --out runs/lego --iters 3000
+      facet3d fit garden --format colmap --out runs/garden --mode ts+ --max-size 400
+      facet3d fit nerf_synthetic/lego --out runs/lego --resume --iters 6000
+    """
+    if mode not in ("ts", "ts+"):
+        raise UsageError(f"--mode {mode!r}: expected ts or ts+")
+    if fmt is not None and fmt not in ("blender", "colmap"):
+        raise UsageError(f"--format {fmt!r}: expected blender or colmap")
+    bg = parse_background(background)
+    run = Path(out)
+
+    from facet3d.plugins.triangle_splatting.datasets import load_dataset
+    from facet3d.plugins.triangle_splatting.fit import FitConfig, check_run_dir, fit
+
+    check_run_dir(run, resume)
+    dev = resolve_device(device)
+    ds = load_dataset(Path(dataset), fmt, holdout=holdout, background=bg, max_size=max_size)
+    for w in ds.warnings:
+        warn(w)
+    H, W = ds.train.images.shape[1:3]
+    err.print(f"facet3d: {ds.format} dataset {dataset}: {len(ds.train.names)} training, {len(ds.test.names)} "
+              f"held-out views, {W}x{H}, on {dev}", soft_wrap=True, markup=False)
+    cfg = FitConfig(mode=mode, iters=iters, seed=seed, init_points=init_points, max_triangles=max_triangles,
+                    eval_every=eval_every, checkpoint_every=checkpoint_every,
+                    time_limit=None if time_limit is None else 60.0 * time_limit, device=dev, threads=threads)
+    with progress_callback(f"fit {mode}", iters, transient=False) as bar:
+        def on_step(it: int, rec: dict) -> None:
+            bar(it, None, f"fit {mode} loss {rec['loss']:.4f} PSNR {rec['psnr']:.2f} tris {rec['triangles']}")
+
+        metrics = fit(ds, run, cfg, resume=resume, on_step=on_step,
+                      log=lambda msg: err.print(f"facet3d: {msg}", soft_wrap=True, markup=False))
+    err.print(f"facet3d: fit {mode}: {metrics['iterations']} iterations in {metrics['train_seconds']:.0f} s, "
+              f"{metrics['triangles']} triangles; {metrics['eval_split']} PSNR {metrics['psnr']:.2f} dB, "
+              f"SSIM {metrics['ssim']:.4f} -> {run / 'scene.ply'}", soft_wrap=True, markup=False)
+    if json_out:
+        print_json(metrics)
