@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import shutil
 
@@ -19,6 +21,7 @@ def _distance_to_mesh(points, mesh_path):
     return scene.compute_distance(o3d.core.Tensor(points.astype(np.float32))).numpy()
 
 
+@pytest.mark.slow
 def test_convert_samples_surface_with_normals(cli, sample_data, tmp_path):
     src = sample_data / "meshes" / "stanford-bunny.obj"
     out = tmp_path / "bunny_pts.ply"
@@ -30,6 +33,7 @@ def test_convert_samples_surface_with_normals(cli, sample_data, tmp_path):
     np.testing.assert_allclose(np.linalg.norm(g.normals, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_convert_mesh_keeps_faces_through_formats(cli, sample_data, tmp_path):
     import trimesh
 

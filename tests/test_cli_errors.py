@@ -84,6 +84,7 @@ def test_convert_write_failure_leaves_no_output(cli, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.ply"]
 
 
+@pytest.mark.slow
 def test_real_bad_meshes_fail_cleanly_or_load(cli, shared_data):
     """meshes/bad: each file either loads with sane counts or fails with one line."""
     for path in sorted((shared_data / "meshes" / "bad").iterdir()):

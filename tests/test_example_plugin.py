@@ -338,6 +338,7 @@ def test_knn_backend_matches_the_torch_reference(hello_target):
     assert "refused: backend 'hello-numpy' refused op 'knn': padded batches" in out
 
 
+@pytest.mark.slow
 def test_model_builds_and_runs(hello_target, cli):
     out = _run_python("""
         import torch

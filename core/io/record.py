@@ -27,6 +27,9 @@ class Geometry:
     attributes:    name -> [N, ...] array   extra per-point properties (intensity, labels, ...)
     face_attributes: name -> [F, ...] array
     meta:          format-specific facts (LAS header, PLY comments, source format, ...)
+    source:        format-native data a writer of the same format may reuse (e.g. ``"las_header"``:
+                   a copy of the laspy header, so LAS -> LAS keeps point format, scales, VLRs).
+                   Never serialised (not JSON); steps that rebuild the geometry may drop it.
     """
 
     vertices: np.ndarray
@@ -40,6 +43,7 @@ class Geometry:
     attributes: dict[str, np.ndarray] = field(default_factory=dict)
     face_attributes: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.vertices = np.asarray(self.vertices)

@@ -43,6 +43,7 @@ def test_ssim_matches_naive_window_loop(valid):
     assert got == pytest.approx(_naive_ssim(x, y, valid), abs=1e-10)
 
 
+@pytest.mark.slow
 def test_ssim_identity_and_gradient():
     x = torch.rand(2, 16, 16, 3, dtype=torch.float64, requires_grad=True)
     assert float(ssim(x, x.detach())) == pytest.approx(1.0, abs=1e-12)

@@ -90,6 +90,7 @@ def _dist_to_mesh(p: np.ndarray, v: np.ndarray, f: np.ndarray, chunk: int = 100)
     return np.concatenate(out)
 
 
+@pytest.mark.slow
 def test_point_to_mesh_matches_bruteforce_triangles(pair):
     pred, gt = pair
     n = 1500
@@ -140,6 +141,7 @@ def test_threshold_parsing_and_errors():
         compare(Geometry(np.array([[0.0, 0, 0], [np.nan, 0, 0]])), Geometry(np.zeros((3, 3))))
 
 
+@pytest.mark.slow
 def test_cli_compare_json_identical(shared_data, cli):
     f = shared_data / "meshes" / "fuze.obj"
     r = cli("compare", str(f), str(f), "--json", "-n", "5000")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import subprocess
 import sys
 
@@ -28,6 +30,7 @@ def test_hooks_are_registered():
     assert "mesh" in pm.pipeline_steps()
 
 
+@pytest.mark.slow
 def test_demo_step_quick(sample_data, tmp_path):
     from facet3d.plugins.mesh_recovery.demo import run
 

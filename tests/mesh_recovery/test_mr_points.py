@@ -38,6 +38,7 @@ def _points(g: Geometry, noisy: bool) -> Geometry:
     return Geometry(p, normals=np.asarray(s.normals))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bunny (open, 223 boundary edges)", "half bunny (open cut)", "cow (closed)"])
 def test_default_method_with_normals_fscore(meshes, name):
     gt = meshes[name]
@@ -49,6 +50,7 @@ def test_default_method_with_normals_fscore(meshes, name):
     assert f >= 0.95
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bunny (open, 223 boundary edges)", "cow (closed)"])
 def test_default_method_noisy_without_normals(meshes, name):
     gt = meshes[name]
@@ -60,6 +62,7 @@ def test_default_method_noisy_without_normals(meshes, name):
     assert f >= 0.90
 
 
+@pytest.mark.slow
 def test_trimming_is_what_keeps_an_open_surface_open(meshes):
     """Plain Poisson invents a closed blob over the cut; the default trim removes it."""
     gt = meshes["half bunny (open cut)"]
@@ -125,6 +128,7 @@ def test_option_errors():
             opts.validate()
 
 
+@pytest.mark.slow
 def test_cli_mesh_then_compare(sample_data, tmp_path, cli):
     gt = sample_data / "meshes" / "fuze.obj"
     g = read(gt)

@@ -44,6 +44,7 @@ def scene(request, shared_data, tmp_path_factory):
     return request.param, g, cams, d, d.parent / f"{d.name}_cameras.json"
 
 
+@pytest.mark.slow
 def test_tsdf_fusion_fscore(scene, cli, tmp_path):
     name, g, cams, ddir, cam_json = scene
     out = tmp_path / "fused.ply"
@@ -78,6 +79,7 @@ def test_camera_formats_agree(scene, tmp_path):
         assert np.allclose(other.world_to_camera().numpy()[order], cams.world_to_camera().numpy(), atol=1e-9)
 
 
+@pytest.mark.slow
 def test_bad_depth_inputs(shared_data, tmp_path, cli):
     cams = ring_cameras(read(shared_data / "meshes" / "fuze.obj"))
     cam_json = tmp_path / "cameras.json"
@@ -120,6 +122,7 @@ def _fscore(pred, gt, tau: float, n: int = 20000) -> tuple[float, float, float]:
     return prec, rec, 2 * prec * rec / max(prec + rec, 1e-12)
 
 
+@pytest.mark.slow
 def test_render_orbit_depth_chains_into_tsdf(cli, sample_data, tmp_path):
     """`render --orbit --save-depth` writes its cameras beside the depth maps; `mesh --from-depth`
     fuses them (and the colours, `<view>_rgb.png`) back into the input surface."""

@@ -71,6 +71,7 @@ def test_classify_official_format_checkpoint(cli, sample_data, tmp_path):
     assert row["label"] in MODELNET40_CLASSES and len(row["top_k"]) == 3
 
 
+@pytest.mark.slow
 def test_segment_writes_a_ply_with_parts(cli, sample_data, tmp_path):
     from facet3d.core.io.api import read
 
@@ -112,6 +113,7 @@ def test_segment_writes_a_ply_with_parts(cli, sample_data, tmp_path):
     assert res.returncode == 2 and "classification checkpoint" in res.stderr
 
 
+@pytest.mark.slow
 def test_eval_is_rotation_invariant(cli, sample_data, tmp_path):
     accs = {}
     for rot in ("none", "so3"):
@@ -128,6 +130,7 @@ def test_eval_is_rotation_invariant(cli, sample_data, tmp_path):
     assert accs["none"]["instance_acc"] > 0.5  # the shipped model has learnt something
 
 
+@pytest.mark.slow
 def test_train_cli_resume_and_usage_errors(cli, tmp_path):
     run = tmp_path / "run"
     args = ("train", "classifier", "--format", "synthetic", "--config", "tiny", "--num-points", "128",
@@ -150,6 +153,7 @@ def test_train_cli_resume_and_usage_errors(cli, tmp_path):
         assert res.returncode in (1, 2) and len(_one_line_errors(res.stderr)) == 1 and needle in res.stderr, res.stderr
 
 
+@pytest.mark.slow
 def test_demo_step(cli, tmp_path):
     res = cli("demo", "--only", "risurconv", "--quick", "--out", str(tmp_path), "--json")
     assert res.returncode == 0, res.stderr
@@ -159,6 +163,7 @@ def test_demo_step(cli, tmp_path):
     assert (tmp_path / "risurconv" / "lollipop_parts.ply").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["risurconv-infer", "risurconv-train"])
 def test_benchmarks_run(cli, name):
     res = cli("bench", name, "--set", "config=tiny", "--set", "num_points=128", "--set", "batch=2", "-n", "1", "--json")

@@ -26,6 +26,7 @@ def _tc(epochs: int, **kw) -> TrainConfig:
                        trained_with={"command": "pytest"}, **kw)
 
 
+@pytest.mark.slow
 def test_training_lowers_loss_and_writes_the_run(syn, tmp_path):
     summary = train(syn[0], syn[1], _tc(3), tmp_path / "run")
     run = tmp_path / "run"
@@ -48,6 +49,7 @@ def test_training_lowers_loss_and_writes_the_run(syn, tmp_path):
     assert "test_instance_acc" in tw
 
 
+@pytest.mark.slow
 def test_resume_repeats_an_uninterrupted_run(syn, tmp_path):
     import torch
 

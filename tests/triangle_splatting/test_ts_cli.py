@@ -96,6 +96,7 @@ def test_render_orbit_mesh_files(cli, sample_data, tmp_path):
         assert np.all(np.abs(img[alpha == 1].astype(int) - 178) <= 1)  # grey 0.7 (no colours in the file)
 
 
+@pytest.mark.slow
 def test_render_cameras_json_depth_matches_open3d(cli, sample_data, tmp_path):
     geom, cams = _fuze_orbit(sample_data)
     cams.names = ["front", "left/side.png", "back"]
@@ -168,6 +169,7 @@ def test_render_usage_errors(cli, sample_data, tmp_path, args, code, words):
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_render_missing_inputs_and_point_cloud(cli, tmp_path):
     r = cli("render", str(tmp_path / "nope.obj"), "--orbit", "2", "--size", "8x8", "--out", str(tmp_path / "o"))
     assert r.returncode == 1 and "no such file" in r.stderr

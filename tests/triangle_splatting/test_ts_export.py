@@ -112,6 +112,7 @@ def test_ts_export_is_a_coloured_soup_and_opaque_drops(tmp_path):
         np.testing.assert_allclose(back.colors[:, :3], go.colors, atol=1.5 / 255, err_msg=ext)
 
 
+@pytest.mark.slow
 def test_cli_export(cli, tmp_path, fuze_scene):
     geom, scene = fuze_scene
     src = scene.save_ply(tmp_path / "scene.ply")

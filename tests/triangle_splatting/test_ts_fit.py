@@ -138,6 +138,7 @@ def sphere_data():
     return synthetic_dataset()
 
 
+@pytest.mark.slow
 def test_fit_recovers_a_synthetic_scene(sphere_data, tmp_path):
     cfg = FitConfig(mode="ts", iters=400, init_points=1500, max_triangles=6000, checkpoint_every=0, threads=2)
     m = fit(sphere_data, tmp_path, cfg)
@@ -199,6 +200,7 @@ def test_tsplus_ends_opaque_and_hard(sphere_data, tmp_path):
     assert m["psnr"] > 15  # a short run: only checks it learns something
 
 
+@pytest.mark.slow
 def test_fit_command_on_a_blender_folder(tmp_path, cli):
     from PIL import Image
 
