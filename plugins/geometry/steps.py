@@ -25,7 +25,8 @@ def _subset(geom: Geometry, idx: np.ndarray) -> Geometry:
     """The point cloud made of points `idx` (per-point attributes kept, faces dropped)."""
     pick = lambda a: None if a is None else np.asarray(a)[idx]  # noqa: E731
     return Geometry(vertices=geom.vertices[idx], normals=pick(geom.normals), colors=pick(geom.colors),
-                    attributes={k: np.asarray(v)[idx] for k, v in geom.attributes.items()}, meta=dict(geom.meta))
+                    attributes={k: np.asarray(v)[idx] for k, v in geom.attributes.items()}, meta=dict(geom.meta),
+                    source=dict(geom.source))
 
 
 def drop_nonfinite(geom: Geometry) -> Geometry:
@@ -95,7 +96,8 @@ def voxel_down(geom: Geometry, voxel: float = 0.01) -> Geometry:
         raise GeometryError("voxel-down: voxel must be positive")
     r = voxel_downsample(geom.vertices, voxel, normals=geom.normals, colors=geom.colors)
     arr = lambda a: None if a is None else np.asarray(a)  # noqa: E731
-    return Geometry(vertices=arr(r.points), normals=arr(r.normals), colors=arr(r.colors), meta=dict(geom.meta))
+    return Geometry(vertices=arr(r.points), normals=arr(r.normals), colors=arr(r.colors), meta=dict(geom.meta),
+                    source=dict(geom.source))
 
 
 def fps(geom: Geometry, n: int = 1024) -> Geometry:
