@@ -11,6 +11,8 @@ Importing this module imports typer only (rich is created on first use; torch in
 - `group(app, name, help)`: a sub-command group shared between plugins (``facet3d train ...``).
 - `resolve_device("auto" | "cpu" | "cuda[:N]")`: the torch device string, or a UsageError.
 - `parse_floats`, `parse_size`: option values validated where they are parsed.
+- `positive`, `non_negative`, `unit_interval`: Typer option callbacks refusing non-finite values and
+  values out of range (``typer.Option(None, "--voxel", callback=positive)``); the message names the flag.
 - `expand_inputs`, `run_batch`: folders to files, one action over many files that goes on past bad ones.
 - `err`, `out`, `print_json`: stderr console, stdout console, JSON on stdout.
 - `progress`, `progress_callback`: rich bars; the latter is a library ``progress`` callback.
@@ -30,7 +32,7 @@ from facet3d.cli.console import err, fail_line, out, print_json, progress
 from facet3d.core.errors import UsageError
 
 __all__ = [
-    "group", "resolve_device", "parse_floats", "parse_size", "expand_inputs", "run_batch",
+    "group", "resolve_device", "parse_floats", "parse_size", "positive", "non_negative", "unit_interval", "expand_inputs", "run_batch",
     "err", "out", "print_json", "progress", "progress_callback", "fail_line", "note", "warn",
 ]
 
@@ -86,6 +88,32 @@ def parse_size(text: str, flag: str = "--size") -> tuple[int, int]:
     if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
         raise UsageError(f"{flag} {text!r}: expected WIDTHxHEIGHT with positive integers, e.g. 256x256")
     return int(m.group(2)), int(m.group(1))
+
+
+def _checked(value: Any, ok: Callable[[float], bool], wanted: str) -> Any:
+    if value is None:
+        return value
+    for v in (value if isinstance(value, (list, tuple)) else [value]):
+        if v != v or abs(v) == float("inf"):
+            raise typer.BadParameter(f"{v} is not a finite number")
+        if not ok(v):
+            raise typer.BadParameter(f"{v} is not {wanted}")
+    return value
+
+
+def positive(value: Any) -> Any:
+    """Option callback: finite and > 0 (None passes: the option was not given)."""
+    return _checked(value, lambda v: v > 0, "a positive number")
+
+
+def non_negative(value: Any) -> Any:
+    """Option callback: finite and >= 0."""
+    return _checked(value, lambda v: v >= 0, "a number >= 0")
+
+
+def unit_interval(value: Any) -> Any:
+    """Option callback: finite and in [0, 1]."""
+    return _checked(value, lambda v: 0 <= v <= 1, "in [0, 1]")
 
 
 def note(message: str) -> None:

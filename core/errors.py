@@ -43,5 +43,17 @@ class BackendError(Facet3DError):
     """No kernel backend accepts the inputs; the message lists every refusal."""
 
 
+class ResourceError(Facet3DError):
+    """A job refused up front: its estimated memory (or another resource) exceeds what the machine has."""
+
+
 class CheckpointError(Facet3DError):
     """A checkpoint that is missing, unsafe or does not match the model."""
+
+
+class Facet3DWarning(UserWarning):
+    """Something the user should know that does not stop the job (data scaled, a guess made).
+
+    Library code raises it with ``warnings.warn(msg, Facet3DWarning)``; the CLI prints it as one
+    ``facet3d: warning: ...`` line (never Python's file:line form).
+    """
