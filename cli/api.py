@@ -10,7 +10,7 @@ Importing this module imports typer only (rich is created on first use; torch in
 
 - `group(app, name, help)`: a sub-command group shared between plugins (``facet3d train ...``).
 - `resolve_device("auto" | "cpu" | "cuda[:N]")`: the torch device string, or a UsageError.
-- `parse_floats`, `parse_size`: option values validated where they are parsed.
+- `parse_floats`, `parse_size`, `reader_options`: option values validated where they are parsed.
 - `positive`, `non_negative`, `unit_interval`: Typer option callbacks refusing non-finite values and
   values out of range (``typer.Option(None, "--voxel", callback=positive)``); the message names the flag.
 - `expand_inputs`, `run_batch`: folders to files, one action over many files that goes on past bad ones.
@@ -32,7 +32,7 @@ from facet3d.cli.console import err, fail_line, out, print_json, progress
 from facet3d.core.errors import UsageError
 
 __all__ = [
-    "group", "resolve_device", "parse_floats", "parse_size", "positive", "non_negative", "unit_interval", "expand_inputs", "run_batch",
+    "group", "resolve_device", "parse_floats", "parse_size", "reader_options", "positive", "non_negative", "unit_interval", "expand_inputs", "run_batch",
     "err", "out", "print_json", "progress", "progress_callback", "fail_line", "note", "warn",
 ]
 
@@ -88,6 +88,16 @@ def parse_size(text: str, flag: str = "--size") -> tuple[int, int]:
     if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
         raise UsageError(f"{flag} {text!r}: expected WIDTHxHEIGHT with positive integers, e.g. 256x256")
     return int(m.group(2)), int(m.group(1))
+
+
+def reader_options(fmt: Optional[str], fields: Optional[str]) -> dict[str, Any]:
+    """Reader keyword options from ``--format`` / ``--fields`` (``--fields`` only means something
+    for the headerless ``bin`` layout)."""
+    if fields is None:
+        return {}
+    if (fmt or "").lower() != "bin":
+        raise UsageError("--fields describes a headerless binary layout: use it with --format bin")
+    return {"fields": fields}
 
 
 def _checked(value: Any, ok: Callable[[float], bool], wanted: str) -> Any:

@@ -17,9 +17,10 @@ def _human(summary: dict[str, Any]) -> None:
         if key in skip:
             continue
         if key == "bounds" and value:
-            lo = ", ".join(f"{x:.6g}" for x in value["min"])
-            hi = ", ".join(f"{x:.6g}" for x in value["max"])
-            out.print(f"  bounds: [{lo}] .. [{hi}]  (diagonal {value['diagonal']:.6g})")
+            # 15 significant digits: every digit a float64 holds of a decimal (survey coordinates), no noise
+            lo = ", ".join(f"{float(x):.15g}" for x in value["min"])
+            hi = ", ".join(f"{float(x):.15g}" for x in value["max"])
+            out.print(f"  bounds: [{lo}] .. [{hi}]  (diagonal {float(value['diagonal']):.6g})")
         elif key == "metadata" and isinstance(value, dict):
             out.print("  metadata:")
             for hk, hv in value.items():
@@ -31,9 +32,11 @@ def _human(summary: dict[str, Any]) -> None:
 
 
 def info(
-    files: List[str] = typer.Argument(..., help="Files or folders to describe."),
+    files: List[str] = typer.Argument(..., metavar="FILE", help="Files or folders to describe."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list, one object per file."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="Input format (default: detect)."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", metavar="FORMAT", help="Input format, also for the files of a folder (default: detect)."),
+    fields: Optional[str] = typer.Option(None, "--fields", metavar="NAMES", help="--format bin: the columns, e.g. x,y,z,intensity."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
     topology: bool = typer.Option(True, "--topology/--no-topology", help="Watertight/manifold checks for meshes."),
 ) -> None:
     """Describe point cloud and mesh files: counts, bounds, attributes, topology, LAS header.
@@ -43,15 +46,19 @@ def info(
       facet3d info bunny.ply
       facet3d info scans/ --json
       facet3d info sweep.bin --format kitti-bin
+      facet3d info velodyne/ --format kitti-bin -r
     """
     from facet3d.cli.batch import expand_inputs, run_batch
+    from facet3d.cli.api import reader_options
     from facet3d.core.io.api import read
     from facet3d.core.summary import summarize
 
-    def one(path: Path) -> dict[str, Any]:
-        return summarize(read(path, format=fmt), topology=topology)
+    options = reader_options(fmt, fields)
 
-    results, failures = run_batch(expand_inputs(files), one, "info")
+    def one(path: Path) -> dict[str, Any]:
+        return summarize(read(path, format=fmt, **options), topology=topology)
+
+    results, failures = run_batch(expand_inputs(files, recursive, fmt), one, "info")
     if json_out:
         print_json(results + [{"path": str(p), "error": m} for p, m in failures])
     else:

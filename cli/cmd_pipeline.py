@@ -28,43 +28,56 @@ def steps(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) ->
         out.print(f"[bold]{r['name']}[/]  {r['description']}" + (f"  [dim]({params})[/]" if params else ""))
 
 def run(
-    inputs: List[str] = typer.Argument(..., help="Files or folders."),
-    step: List[str] = typer.Option([], "--step", "-s", help="A step, 'name' or 'name:key=value,...'; repeat in order."),
-    out_dir: Path = typer.Option(..., "--out", "-o", help="Output folder."),
-    to: str = typer.Option("ply", "--to", help="Output format."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="Input format (default: detect)."),
+    inputs: List[str] = typer.Argument(..., metavar="FILE", help="Files or folders."),
+    step: List[str] = typer.Option([], "--step", "-s", metavar="STEP", help="A step, 'name' or 'name:key=value,...'; repeat in order."),
+    out_dir: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="Output folder (sub-folders of folder inputs are mirrored)."),
+    to: str = typer.Option("ply", "--to", metavar="FORMAT", help="Output format."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", metavar="FORMAT", help="Input format, also for the files of a folder (default: detect)."),
+    fields: Optional[str] = typer.Option(None, "--fields", metavar="NAMES", help="--format bin: the columns, e.g. x,y,z,intensity."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Allow replacing an input file with its output."),
+    no_clobber: bool = typer.Option(False, "--no-clobber", "-n", help="Skip inputs whose output already exists."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON report."),
 ) -> None:
     """Apply steps to every input and write the results to a folder.
 
-    A bad file is reported and skipped; the exit code is 1 if any file failed.
+    A bad file is reported and skipped; the exit code is 1 if any file failed. Outputs are planned
+    first: an output that is an input is refused (unless --overwrite), as are two inputs with one output.
 
     \b
     Example:
-      facet3d pipeline run scans/ -s voxel-down:voxel=0.005 -s normals -s normalize --out prepared/
+      facet3d pipeline run scans/ -s voxel-down:voxel=0.005 -s normals -s normalize --out prepared/ -r
     """
-    from facet3d.cli.batch import expand_inputs, run_batch
-    from facet3d.core.io.api import read, registered_formats, write
+    from facet3d.cli.api import reader_options
+    from facet3d.cli.batch import gather_inputs, run_batch
+    from facet3d.core.io.api import output_format, read, write
+    from facet3d.core.io.outputs import output_folder, plan_outputs
     from facet3d.core.pipeline import parse_step, run_steps
 
+    if overwrite and no_clobber:
+        raise UsageError("--overwrite and --no-clobber contradict each other")
     parsed = [parse_step(s) for s in step]
-    spec = registered_formats().get(to.lower().lstrip("."))
-    if spec is None or spec.write is None:
-        raise UsageError(f"--to {to}: no writer for that format")
-    files = expand_inputs(inputs, recursive=recursive)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    spec, ext = output_format(to)
+    options = reader_options(fmt, fields)
+    listing = gather_inputs(inputs, recursive=recursive, format=fmt)
+    plan = plan_outputs(listing.files, out_dir, ext, listing.roots, overwrite, no_clobber)
+    for path, target in plan.skipped:
+        err.print(f"facet3d: {target} exists, skipped {path} (--no-clobber)", markup=False, highlight=False, soft_wrap=True)
 
-    def one(path: Path) -> dict:
-        geom = run_steps(read(path, format=fmt), parsed)
-        target = write(out_dir / (path.stem + spec.extensions[0]), geom)
+    def one(job: tuple[Path, Path]) -> dict:
+        path, target = job
+        geom = run_steps(read(path, format=fmt, **options), parsed)
+        write(target, geom, format=spec.name)
         return {"input": str(path), "output": str(target), "points": geom.num_points, "faces": geom.num_faces}
 
-    results, failures = run_batch(files, one, "pipeline")
+    with output_folder(out_dir) as tree:
+        results, failures = run_batch([(p, tree.prepare(t)) for p, t in plan.jobs], one, "pipeline")
     if json_out:
-        print_json({"ok": results, "failed": [{"input": str(p), "error": m} for p, m in failures]})
-    else:
-        err.print(f"facet3d: wrote {len(results)} file(s) to {out_dir}")
+        print_json({"ok": results, "skipped": [{"input": str(p), "output": str(t)} for p, t in plan.skipped],
+                    "failed": [{"input": str(p), "error": m} for p, m in failures]})
+    skipped = f", skipped {len(plan.skipped)} existing" if plan.skipped else ""
+    failed = f", {len(failures)} failed" if failures else ""
+    err.print(f"facet3d: wrote {len(results)} file(s) to {out_dir}{skipped}{failed}")
     if failures:
         raise typer.Exit(1)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -66,9 +66,56 @@ def build_app() -> typer.Typer:
     return app
 
 
+_TYPE_METAVARS = {"int": "INTEGER", "float": "FLOAT", "str": "TEXT", "path": "PATH"}
+
+
+def _tidy_help(command: Any) -> None:
+    """One placeholder style in every command's help, whoever wrote it: arguments by their name in
+    capitals (``FILE``, ``DIR``), options by their type (``INTEGER``, ``FLOAT``, ``TEXT``, ``PATH``)
+    unless the command chose a better word."""
+    for param in getattr(command, "params", []):
+        if param.metavar is not None or getattr(param, "is_flag", False) or getattr(param, "count", False):
+            continue
+        if param.param_type_name == "argument":
+            param.metavar = (param.name or "ARG").upper()
+        else:
+            bare = param.bare_type() if hasattr(param, "bare_type") else getattr(param.type, "name", "")
+            label = _TYPE_METAVARS.get(str(bare).lower().removeprefix("list[").removesuffix("]"))
+            if label:
+                param.metavar = label
+    for sub in getattr(command, "commands", {}).values():
+        _tidy_help(sub)
+
+
+def cli_command() -> Any:
+    """The Click command of the full app, help placeholders tidied."""
+    command = typer.main.get_command(build_app())
+    _tidy_help(command)
+    return command
+
+
 def _is_usage_error(exc: BaseException) -> bool:
     # Typer vendors Click's exceptions since 0.26; match by shape so any version works.
     return hasattr(exc, "format_message") and getattr(exc, "exit_code", None) == 2
+
+
+def _route_warnings(debug: bool) -> None:
+    """facet3d's own warnings as one ``facet3d: warning:`` line each; other libraries' Python
+    warnings only with --debug (then in Python's usual form)."""
+    import warnings
+
+    from facet3d.core.errors import Facet3DWarning
+
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, Facet3DWarning):
+            err.print(f"facet3d: warning: {message}", markup=False, highlight=False, soft_wrap=True)
+        elif debug:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("default")  # each distinct warning once per place, not once per point
 
 
 def run(argv: Optional[list[str]] = None) -> None:
@@ -76,10 +123,14 @@ def run(argv: Optional[list[str]] = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("FACET3D_DEBUG") == "1"
     DEBUG["on"] = debug
+    _route_warnings(debug)
     code = 0
     try:
-        app = build_app()
-        command = typer.main.get_command(app)
+        command = cli_command()
+        if not args:  # bare `facet3d`: the help, and success
+            with command.make_context("facet3d", ["--help"], resilient_parsing=True) as ctx:
+                typer.echo(command.get_help(ctx))
+            raise typer.Exit(0)
         rv = command.main(args=args, prog_name="facet3d", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
     except typer.Exit as exc:

@@ -154,7 +154,8 @@ def geometry_to_open3d(geom: Geometry):
 
     open3d keeps float64 RGB colours, so an alpha channel is dropped.
     """
-    import open3d as o3d
+    from facet3d.core.o3d import import_open3d
+    o3d = import_open3d()
 
     v = o3d.utility.Vector3dVector(np.ascontiguousarray(geom.vertices, dtype=np.float64))
     if geom.is_mesh:
@@ -176,7 +177,8 @@ def geometry_to_open3d(geom: Geometry):
 
 def open3d_to_geometry(obj) -> Geometry:
     """``open3d.geometry.PointCloud`` / ``TriangleMesh`` -> `Geometry` (float64 vertices)."""
-    import open3d as o3d
+    from facet3d.core.o3d import import_open3d
+    o3d = import_open3d()
 
     if isinstance(obj, o3d.geometry.PointCloud):
         return Geometry(

@@ -6,6 +6,8 @@ converted with the types the step declares.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,12 +35,16 @@ def _convert(value: str, typ: type, where: str) -> Any:
         if value.lower() in ("0", "false", "no", "off"):
             return False
         raise UsageError(f"{where}: expected true/false, got '{value}'")
-    if typ in (list, tuple):
-        return [float(x) for x in value.replace(";", " ").split()]
     try:
-        return typ(value)
+        if typ in (list, tuple):
+            vals = [float(x) for x in value.replace(";", " ").split()]
+        else:
+            vals = [typ(value)]
     except ValueError:
         raise UsageError(f"{where}: expected {typ.__name__}, got '{value}'") from None
+    if any(isinstance(v, float) and not math.isfinite(v) for v in vals):
+        raise UsageError(f"{where}: expected a finite number, got '{value}'")
+    return vals if typ in (list, tuple) else vals[0]
 
 
 def parse_step(text: str) -> Step:

@@ -200,8 +200,8 @@ def test_plugins_command_shows_a_bad_result(monkeypatch):
     try:
         plugins_mod.get_plugins().register(_module("one", facet3d_formats=facet3d_formats), name="one")
         result = CliRunner().invoke(build_app(), ["plugins", "--json"])
-        assert result.exit_code == 0, result.output
-        (row,) = [r for r in json.loads(result.output) if r["name"] == "one"]
+        assert result.exit_code == 1, result.output  # listed, and the failure makes the exit code
+        (row,) = [r for r in json.loads(result.stdout) if r["name"] == "one"]
         assert row["status"] == "failed" and "expected a list of FormatSpec" in row["error"]
     finally:
         plugins_mod.reset_plugins()
@@ -311,7 +311,8 @@ def test_a_plugin_command_cannot_replace_a_core_command(app_plugins):
     info = plugins_mod.get_plugins().infos["impostor"]
     assert info.error == "command 'plugins' is registered by both 'facet3d' and 'impostor'"
     result = _invoke(app, "plugins", "--json")
-    assert result.exit_code == 0 and '"impostor"' in result.output  # the core command still answers
+    # the core command still answers (and exits 1: a plugin failed)
+    assert result.exit_code == 1 and '"impostor"' in result.stdout
 
 
 def test_callback_names_and_groups_clash_too(app_plugins):

@@ -124,15 +124,36 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def output_format(name: str, flag: str = "--to") -> tuple[FormatSpec, str]:
+    """``--to`` value -> (writer format, output extension): a format name (``ply``, ``kitti-bin``)
+    or an extension (``laz`` -> las written as ``.laz``)."""
+    text = name.strip().lower().lstrip(".")
+    formats = registered_formats()
+    spec = formats.get(text)
+    if spec is not None and spec.write is not None:
+        return spec, spec.extensions[0]
+    for spec in formats.values():
+        if spec.write is not None and f".{text}" in spec.extensions:
+            return spec, f".{text}"
+    known = sorted(n for n, f in formats.items() if f.write is not None)
+    raise UsageError(f"{flag} {name}: no writer for that format (known: {', '.join(known)})")
+
+
+def writer_for(path: str | os.PathLike[str]) -> FormatSpec:
+    """The format an output path's extension names; UsageError when none does."""
+    dest = Path(path)
+    spec = _by_extension(dest, registered_formats(), "write")
+    if spec is None:
+        known = sorted(n for n, f in registered_formats().items() if f.write is not None)
+        raise UsageError(f"{dest}: cannot tell the output format from the extension "
+                         f"(name one with -F/--out-format; known: {', '.join(known)})")
+    return spec
+
+
 def write(path: str | os.PathLike[str], geometry: Geometry, format: str | None = None, **options: Any) -> Path:
     """Write `geometry` to `path` (format from `format` or the extension), atomically."""
     dest = Path(path)
-    if format:
-        spec = get_format(format, "write")
-    else:
-        spec = _by_extension(dest, registered_formats(), "write")
-        if spec is None:
-            raise UsageError(f"{dest}: cannot tell the output format from the extension (use --format)")
+    spec = get_format(format, "write") if format else writer_for(dest)
     if geometry.kind not in spec.kinds:
         raise UsageError(f"{dest}: format '{spec.name}' cannot store a {geometry.kind.replace('_', ' ')}")
     with atomic_output(dest) as tmp:

@@ -38,7 +38,8 @@ class MeshRaycaster:
     """
 
     def __init__(self, vertices, faces) -> None:
-        import open3d as o3d
+        from facet3d.core.o3d import import_open3d
+        o3d = import_open3d()
 
         v = np.ascontiguousarray(_numpy(vertices), dtype=np.float32)
         f = np.ascontiguousarray(_numpy(faces), dtype=np.uint32)

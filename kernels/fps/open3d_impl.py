@@ -27,7 +27,8 @@ def fps_open3d(points: torch.Tensor, n: int, lengths: torch.Tensor, start_idx: t
     start_idx: Tensor # [B] int64
     returns           # [B, n] int64, ascending
     """
-    import open3d as o3d
+    from facet3d.core.o3d import import_open3d
+    o3d = import_open3d()
 
     B = points.shape[0]
     out = torch.empty((B, n), dtype=torch.int64)

@@ -14,7 +14,8 @@ from facet3d.core.bench import BenchResult, Timing, time_repeats
 
 def _write_cloud(path: Path, n: int) -> None:
     """A binary PLY of `n` random points with normals and colours, written by open3d."""
-    import open3d as o3d
+    from facet3d.core.o3d import import_open3d
+    o3d = import_open3d()
 
     rng = np.random.default_rng(0)
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(rng.random((n, 3))))
@@ -25,7 +26,8 @@ def _write_cloud(path: Path, n: int) -> None:
 
 def read_ply(repeats: int = 5, device: str = "cpu", n: int = 1_000_000) -> BenchResult:
     """In one process: read a binary PLY of `n` points and summarise it, vs open3d reading it."""
-    import open3d as o3d
+    from facet3d.core.o3d import import_open3d
+    o3d = import_open3d()
 
     from facet3d.core.io.api import read
     from facet3d.core.summary import summarize

@@ -52,6 +52,10 @@ def sample(geom: Geometry, n: int = 2048, seed: int = 0) -> Geometry:
     _finite_or_fail(geom, "sample")
     if n < 1:
         raise GeometryError("sample: n must be at least 1")
+    from facet3d.core.resources import require_memory
+
+    # points, normals (float64) + colours, face index, barycentrics and torch's temporaries: ~160 B/point
+    require_memory(160.0 * n, f"sampling {n} points")
     if geom.is_mesh:
         from facet3d.core.ops.sampling import sample_mesh_surface
 

@@ -105,6 +105,8 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]
     p = Path(path)
     if p.suffix == ".json":
         p = p.with_suffix(".safetensors")
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such checkpoint file" if not p.exists() else f"{p}: is not a file")
     if p.suffix == ".safetensors":
         side = _sidecar(p)
         if not side.is_file():

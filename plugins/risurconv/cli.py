@@ -154,10 +154,11 @@ def eval_segmenter(
 
 
 def classify(
-    files: List[str] = typer.Argument(..., metavar="FILE...", help="Meshes or point clouds (any format facet3d reads); folders expand."),
+    files: List[str] = typer.Argument(..., metavar="FILE", help="Meshes or point clouds (any format facet3d reads); folders expand."),
     ckpt: Path = typer.Option(..., "--ckpt", help="Classifier checkpoint (facet3d .safetensors or official best_model.pth)."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="Classes to list per file."),
     num_points: Optional[int] = typer.Option(None, "--num-points", min=16, help="Points fed to the model (default: the checkpoint's)."),
+    recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of folder inputs."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Classify shapes with a RISurConv model (meshes are surface-sampled; clouds get oriented normals).
@@ -173,7 +174,7 @@ def classify(
     model, meta = load_for_task(ckpt, "classification")
     n = num_points or meta.get("num_points") or 1024
     names = list(meta.get("class_names") or [])
-    results, failures = run_batch(expand_inputs(files), lambda p: classify_file(model, p, n, names, top_k), "classify")
+    results, failures = run_batch(expand_inputs(files, recursive), lambda p: classify_file(model, p, n, names, top_k), "classify")
     if json_out:
         print_json(results)
     else:
