@@ -87,10 +87,31 @@ def _tidy_help(command: Any) -> None:
         _tidy_help(sub)
 
 
+# Options that name a file format, per command path: their help lists the installed formats.
+_FORMAT_OPTIONS = {("info",): ("fmt",), ("convert",): ("fmt", "to", "out_fmt"), ("pipeline", "run"): ("fmt", "to")}
+
+
+def _list_formats(command: Any) -> None:
+    """Append the installed readers / writers to the help of every ``--format``-like option."""
+    from facet3d.core.plugins import get_plugins
+
+    formats = get_plugins().formats()
+    readers = ", ".join(sorted(n for n, f in formats.items() if f.read is not None))
+    writers = ", ".join(sorted(n for n, f in formats.items() if f.write is not None))
+    for path, names in _FORMAT_OPTIONS.items():
+        cmd = command
+        for part in path:
+            cmd = getattr(cmd, "commands", {}).get(part)
+        for param in getattr(cmd, "params", []):
+            if param.name in names and param.help and "One of:" not in param.help:
+                param.help += f" One of: {readers if param.name == 'fmt' else writers}."
+
+
 def cli_command() -> Any:
-    """The Click command of the full app, help placeholders tidied."""
+    """The Click command of the full app, help placeholders tidied, format options listing formats."""
     command = typer.main.get_command(build_app())
     _tidy_help(command)
+    _list_formats(command)
     return command
 
 

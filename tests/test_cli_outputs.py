@@ -240,3 +240,10 @@ def test_facet3d_warnings_print_as_one_line_and_others_stay_quiet(tmp_path):
             "warnings.warn('some library noise', DeprecationWarning); warnings.warn('more noise', RuntimeWarning)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, NO_COLOR="1"))
     assert r.stderr.strip() == "facet3d: warning: colour scaled to 8 bits"
+
+
+def test_format_options_list_their_values(cli):
+    r = cli("convert", "--help")
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    assert "One of: glb," in text and "kitti-bin" in text and "las" in text
