@@ -22,9 +22,11 @@ def facet3d_register_commands(app) -> None:
 
 @hookimpl
 def facet3d_pipeline_steps() -> list[PipelineStep]:
-    return [PipelineStep("mesh", "point cloud -> surface mesh (Poisson trimmed to the input, BPA or alpha shapes)",
+    return [PipelineStep("mesh", "point cloud -> surface mesh (auto: 2.5-D Delaunay for planar/terrain clouds, else Poisson "
+                         "trimmed to the input; or BPA, alpha shapes)",
                          f"{_PKG}.steps:mesh",
-                         {"method": (str, "poisson", "poisson, bpa or alpha"), "depth": (int, 8, "Poisson octree depth"),
+                         {"method": (str, "auto", "auto, poisson, delaunay, bpa or alpha"), "depth": (int, 8, "Poisson octree depth"),
+                          "max_edge": (float, None, "delaunay: longest 3-D edge kept (default 10 x spacing, 0: no limit)"),
                           "trim": (float, None, "also drop vertices below this density quantile"),
                           "watertight": (bool, False, "keep Poisson's closed surface")})]
 

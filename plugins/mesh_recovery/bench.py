@@ -27,7 +27,8 @@ def mesh_poisson(repeats: int = 3, device: str = "cpu", n: int = 100_000, depth:
     no linear fit) and the same density-quantile trim.  The plugin also validates the input and
     trims by distance to it (KD-tree), and returns a numpy `Geometry`; open3d direct stops at its
     TriangleMesh."""
-    import open3d as o3d
+    from facet3d.core.o3d import import_open3d
+    o3d = import_open3d()
 
     from facet3d.core.io.record import Geometry
     from facet3d.plugins.mesh_recovery._common import quiet_open3d
@@ -46,7 +47,7 @@ def mesh_poisson(repeats: int = 3, device: str = "cpu", n: int = 100_000, depth:
         return mesh
 
     def ours():
-        return reconstruct_points(Geometry(pts, normals=nrm), PointsToMesh(depth=depth, trim=trim))
+        return reconstruct_points(Geometry(pts, normals=nrm), PointsToMesh(method="poisson", depth=depth, trim=trim))
 
     # interleave the two so background load hits both alike
     t_direct, t_ours = [], []

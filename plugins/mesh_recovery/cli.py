@@ -10,15 +10,17 @@ from typing import List, Optional
 
 import typer
 
-from facet3d.cli.api import note, out, parse_floats, print_json, progress_callback
+from facet3d.cli.api import non_negative, note, out, parse_floats, positive, print_json, progress_callback, unit_interval
 
 MESH_HELP = """Recover a surface mesh from a point cloud, from depth maps, or from a triangle soup.
 
 \b
-Point clouds (default: screened Poisson, trimmed to follow the input so open scans stay open):
+Point clouds (default --method auto: 2.5-D Delaunay for planar clouds and height fields such as
+terrain lidar, otherwise screened Poisson trimmed to follow the input so open scans stay open):
   facet3d mesh scan.ply --out mesh.ply
-  facet3d mesh scan.pcd --out mesh.ply --viewpoint 0,0,0      (orient estimated normals to the sensor)
-  facet3d mesh points.ply --out closed.ply --watertight        (keep Poisson's closed surface)
+  facet3d mesh terrain.laz -o terrain.ply                     (auto -> delaunay; --max-edge L keeps holes open)
+  facet3d mesh scan.pcd --out mesh.ply --viewpoint 0,0,0      (orient normals / faces to the sensor)
+  facet3d mesh points.ply --out closed.ply -m poisson --watertight   (keep Poisson's closed surface)
   facet3d mesh points.ply --out bpa.ply --method bpa           (ball radii from the point spacing)
 Depth maps (TSDF fusion; cameras: core JSON, transforms.json, COLMAP model):
   facet3d mesh --from-depth depth/ --cameras cameras.json --out fused.ply --voxel 0.005
@@ -30,28 +32,29 @@ Triangle soups (weld, drop degenerate/duplicate faces and floaters, orient, repo
 def mesh(
     src: Optional[Path] = typer.Argument(None, metavar="[INPUT]", help="Point cloud (or mesh: its vertices are used)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output mesh (format from the extension)."),
-    method: str = typer.Option("poisson", "--method", "-m", help="poisson, bpa (ball pivoting) or alpha (alpha shapes)."),
-    depth: int = typer.Option(8, "--depth", help="Poisson octree depth (grid 2^depth)."),
-    scale: float = typer.Option(1.1, "--scale", help="Poisson: reconstruction cube / bounding cube."),
+    method: str = typer.Option("auto", "--method", "-m", help="auto (by the cloud's shape: delaunay for planar / 2.5-D clouds, else poisson), poisson, delaunay (2.5-D terrain), bpa (ball pivoting) or alpha (alpha shapes)."),
+    depth: int = typer.Option(8, "--depth", min=1, max=16, help="Poisson octree depth (grid 2^depth), 1..16."),
+    scale: float = typer.Option(1.1, "--scale", callback=positive, help="Poisson: reconstruction cube / bounding cube."),
     linear_fit: bool = typer.Option(False, "--linear-fit", help="Poisson: linear interpolation of iso-vertices."),
-    trim: Optional[float] = typer.Option(None, "--trim", help="Poisson: also drop vertices below this density quantile (e.g. 0.01)."),
-    trim_distance: Optional[float] = typer.Option(None, "--trim-distance", help="Poisson: drop vertices farther than this many point spacings from the input (default 5; 0: off)."),
+    trim: Optional[float] = typer.Option(None, "--trim", callback=unit_interval, help="Poisson: also drop vertices below this density quantile (e.g. 0.01)."),
+    trim_distance: Optional[float] = typer.Option(None, "--trim-distance", callback=non_negative, help="Poisson: drop vertices farther than this many point spacings from the input (default 5; 0: off)."),
     watertight: bool = typer.Option(False, "--watertight", help="Poisson: keep the closed surface (no trimming)."),
     viewpoint: Optional[str] = typer.Option(None, "--viewpoint", help="x,y,z: orient estimated normals towards this point (scans)."),
     radii: Optional[str] = typer.Option(None, "--radii", help="BPA ball radii r1,r2,... (default: 1, 2, 4 x point spacing)."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Alpha-shape alpha (default: 4 x point spacing)."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", callback=positive, help="Alpha-shape alpha (default: 4 x point spacing)."),
+    max_edge: Optional[str] = typer.Option(None, "--max-edge", help="Delaunay: drop triangles with a 3-D edge longer than L (default 10 x point spacing; 0 or none: no limit)."),
     k: int = typer.Option(30, "--k", min=3, help="Neighbours for normal estimation."),
     renormal: bool = typer.Option(False, "--estimate-normals", help="Re-estimate normals even when the input has them."),
     from_depth: Optional[Path] = typer.Option(None, "--from-depth", help="Folder of depth maps (.npy metres, 16-bit .png mm, float .tif)."),
     cameras: Optional[Path] = typer.Option(None, "--cameras", help="Cameras for --from-depth: core JSON, transforms.json, COLMAP model."),
     colors: Optional[Path] = typer.Option(None, "--colors", help="Folder of colour images named like the depth maps."),
-    voxel: Optional[float] = typer.Option(None, "--voxel", help="TSDF voxel size (default: scene width / 160)."),
-    trunc: Optional[float] = typer.Option(None, "--trunc", help="TSDF truncation distance (default 5 voxels)."),
-    depth_scale: Optional[float] = typer.Option(None, "--depth-scale", help="Depth units per scene unit (default 1000 for 16-bit PNG, else 1)."),
-    depth_max: Optional[float] = typer.Option(None, "--depth-max", help="Ignore depth beyond this distance."),
+    voxel: Optional[float] = typer.Option(None, "--voxel", callback=positive, help="TSDF voxel size (default: scene width / 160)."),
+    trunc: Optional[float] = typer.Option(None, "--trunc", callback=positive, help="TSDF truncation distance (default 5 voxels)."),
+    depth_scale: Optional[float] = typer.Option(None, "--depth-scale", callback=positive, help="Depth units per scene unit (default 1000 for 16-bit PNG, else 1)."),
+    depth_max: Optional[float] = typer.Option(None, "--depth-max", callback=positive, help="Ignore depth beyond this distance."),
     from_soup: Optional[Path] = typer.Option(None, "--from-soup", help="Triangle soup to weld and repair (STL, PLY, OBJ, ...)."),
-    weld_tol: Optional[float] = typer.Option(None, "--weld-tol", help="Soup: weld vertices closer than this (default from the model's size and edges)."),
-    min_component: Optional[float] = typer.Option(None, "--min-component", help="Drop pieces below this fraction (soup: of all faces, 0.001; TSDF: of the largest piece, 0.05)."),
+    weld_tol: Optional[float] = typer.Option(None, "--weld-tol", callback=positive, help="Soup: weld vertices closer than this (default from the model's size and edges)."),
+    min_component: Optional[float] = typer.Option(None, "--min-component", callback=unit_interval, help="Drop pieces below this fraction (soup: of all faces, 0.001; TSDF: of the largest piece, 0.05)."),
     json_out: bool = typer.Option(False, "--json", help="Print what was done as JSON on stdout."),
 ) -> None:
     from facet3d.core.io.api import write
@@ -66,7 +69,7 @@ def mesh(
 
         points_opts = PointsToMesh(method=method, depth=depth, scale=scale, linear_fit=linear_fit, trim=trim,
                                    trim_distance=trim_distance, watertight=watertight,
-                                   radii=parse_floats(radii, "--radii"), alpha=alpha,
+                                   radii=parse_floats(radii, "--radii"), alpha=alpha, max_edge=_parse_max_edge(max_edge),
                                    viewpoint=parse_floats(viewpoint, "--viewpoint", 3), k=k,
                                    estimate_normals=True if renormal else None, info=info)
         points_opts.validate()  # before reading the input, so a bad flag fails at once
@@ -78,7 +81,24 @@ def mesh(
     info.update(output=str(out), vertices=result.num_points, faces=result.num_faces)
     if json_out:
         print_json(info)
-    note(f"wrote {out} ({result.num_faces} faces, {result.num_points} vertices)")
+    if "method_reason" in info:
+        note(info["method_reason"])
+    note(f"wrote {out} ({result.num_faces} faces, {result.num_points} vertices"
+         + (f", {info['method']}" if src is not None and "method" in info else "") + ")")
+
+
+def _parse_max_edge(text: Optional[str]) -> Optional[float]:
+    """``--max-edge``: a length >= 0, or none/off (no limit, like 0); None when not given."""
+    if text is None:
+        return None
+    if text.strip().lower() in ("none", "off"):
+        return 0.0
+    value = parse_floats(text, "--max-edge", 1)[0]
+    if value < 0:
+        from facet3d.core.errors import UsageError
+
+        raise UsageError(f"--max-edge must be a length >= 0 (0 or none: no limit), got '{text}'")
+    return value
 
 
 def compare(

@@ -39,24 +39,13 @@ def check_sources(points: Path | None, depth_dir: Path | None, cameras: Path | N
 
 
 def mesh_from_points(path: Path, opts: Any, progress: ProgressFn | None = None) -> Geometry:
-    """`reconstruct_points` on the cloud (or mesh vertices) in ``path``; one progress unit per stage."""
+    """`reconstruct_points` on the cloud (or mesh vertices) in ``path``; progress by stage."""
     from facet3d.core.io.api import read
     from facet3d.plugins.mesh_recovery.surface_points import reconstruct_points
 
     opts.validate()
     geom = read(path)
-    total = (3 if opts.method != "alpha" else 2)  # normals (not for alpha), the method, the clean-up
-    done = 0
-    tick(progress, 0, total, f"mesh: {opts.method}")
-
-    def report(stage: str) -> None:
-        nonlocal done
-        done += 1
-        tick(progress, done, total, f"mesh: {stage}")
-
-    result = reconstruct_points(geom, opts, report)
-    tick(progress, total, total)
-    return result
+    return reconstruct_points(geom, opts, progress=progress)
 
 
 def mesh_from_depth(depth_dir: Path, cameras: Path, *, colors: Path | None = None, voxel: float | None = None,

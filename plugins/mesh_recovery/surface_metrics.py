@@ -73,7 +73,8 @@ def surface_distances(query: Samples, target: Samples, point_to_mesh: bool = Tru
     d, idx = d[:, 0], idx[:, 0]
     tn = None if target.normals is None else target.normals[idx]
     if point_to_mesh and target.geom.is_mesh:
-        import open3d as o3d
+        from facet3d.core.o3d import import_open3d
+        o3d = import_open3d()
 
         scene = o3d.t.geometry.RaycastingScene()
         scene.add_triangles(np.ascontiguousarray(target.geom.vertices, dtype=np.float32),

@@ -16,6 +16,8 @@ depth map are skipped, a size mismatch is an error.  Fusion runs on open3d's den
 over the cube around the back-projected depth (its hash-based volumes return nothing in open3d 0.20's
 CPU build).  Defaults: voxel = widest side / 160, truncation 5 voxels, depth cut-off just past the
 farthest depth; after extraction, pieces with under ``min_component`` x the largest piece's triangles go.
+Before integrating, the grid's memory (`tsdf_memory`: 48 bytes a voxel, + 25 %) is checked against what
+the machine has (`facet3d.core.resources.require_memory`); progress is one unit per integrated frame.
 """
 
 from __future__ import annotations
@@ -30,12 +32,22 @@ from facet3d.core.io.record import Geometry
 
 from ._common import quiet_open3d
 
-__all__ = ["load_cameras", "load_depth", "find_frames", "fuse_depth", "render_depth_maps", "DEPTH_EXTS"]
+__all__ = ["load_cameras", "load_depth", "find_frames", "fuse_depth", "render_depth_maps", "tsdf_memory", "DEPTH_EXTS"]
 
 DEPTH_EXTS = (".npy", ".png", ".tif", ".tiff")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DEFAULT_RESOLUTION = 160   # voxels across the scene's widest side (dense grid: cost ~ resolution^3)
 MAX_RESOLUTION = 512
+# open3d's UniformTSDFVolume stores one TSDFVoxel per cell: grid index (3 x int32), tsdf and weight
+# (2 x float32) and an RGB colour (3 x float64) = 48 bytes (measured: 48.0 bytes/voxel at 200^3, with
+# and without colour); marching cubes and the frames add a margin
+TSDF_BYTES_PER_VOXEL = 48
+TSDF_MARGIN = 1.25
+
+
+def tsdf_memory(resolution: int, frames: int = 0, pixels: int = 0) -> int:
+    """Bytes a dense ``resolution^3`` TSDF fusion needs (grid x margin, plus the depth maps held)."""
+    return int(int(resolution) ** 3 * TSDF_BYTES_PER_VOXEL * TSDF_MARGIN) + int(frames) * int(pixels) * 4
 # `facet3d render` writes <view>_rgb.png beside <view>_depth.npy: both match camera <view>
 _COLOR_SUFFIXES = ("_rgb", "_color", "_colour")
 
@@ -128,11 +140,15 @@ def fuse_depth(depth_dir: str | Path, cameras, *, color_dir: str | Path | None =
 
     progress(done, total) is called after each integrated frame.
     """
-    import open3d as o3d
+    from facet3d.core.o3d import import_open3d
+    o3d = import_open3d()
+
+    from facet3d.core.resources import require_memory
 
     info = {} if info is None else info
-    if voxel is not None and voxel <= 0 or trunc is not None and trunc <= 0:
-        raise UsageError("--voxel and --trunc must be positive")
+    for flag, value in (("--voxel", voxel), ("--trunc", trunc), ("--depth-scale", depth_scale), ("--depth-max", depth_max)):
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise UsageError(f"{flag} must be a positive number, got {value}")
     frames = find_frames(depth_dir, cameras, color_dir)
     depths, skipped = {}, []
     for i, dpath, _ in frames:
@@ -156,6 +172,9 @@ def fuse_depth(depth_dir: str | Path, cameras, *, color_dir: str | Path | None =
     trunc = trunc or 5.0 * voxel
     length = extent + 4 * trunc
     resolution = int(np.ceil(length / voxel))
+    pixels = max(d.size for d in depths.values())
+    require_memory(tsdf_memory(resolution, len(depths), pixels),
+                   f"TSDF fusion on a {resolution}^3 grid (voxel {length / resolution:.3g})")
     if resolution > MAX_RESOLUTION:
         raise UsageError(f"--voxel {voxel:.3g} needs a {resolution}^3 grid for a scene {extent:.3g} wide "
                          f"(at most {MAX_RESOLUTION}^3): choose a larger voxel")

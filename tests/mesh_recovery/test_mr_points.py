@@ -46,6 +46,7 @@ def test_default_method_with_normals_fscore(meshes, name):
     mesh = reconstruct_points(_points(gt, noisy=False), opts)
     f = fscore_at(compare(mesh, gt))
     print(f"MR-NUMBER F@1% clean+normals {name}: {f:.4f} ({mesh.num_faces} faces)")
+    assert opts.info["method"] == "poisson" and opts.info["method_reason"].startswith("auto: poisson")
     assert opts.info["normals"] == "input"
     assert f >= 0.95
 
@@ -58,6 +59,7 @@ def test_default_method_noisy_without_normals(meshes, name):
     mesh = reconstruct_points(_points(gt, noisy=True), opts)
     f = fscore_at(compare(mesh, gt))
     print(f"MR-NUMBER F@1% noisy(0.2% diag), no normals {name}: {f:.4f}")
+    assert opts.info["method"] == "poisson"
     assert opts.info["normals"].startswith("estimated")
     assert f >= 0.90
 
@@ -68,9 +70,9 @@ def test_trimming_is_what_keeps_an_open_surface_open(meshes):
     gt = meshes["half bunny (open cut)"]
     s = sample_mesh_surface(gt.vertices, gt.faces, 20_000, seed=0)
     pts = Geometry(np.asarray(s.points), normals=np.asarray(s.normals))
-    closed_opts = PointsToMesh(watertight=True)
+    closed_opts = PointsToMesh(method="poisson", watertight=True)
     closed = reconstruct_points(pts, closed_opts)
-    opened = reconstruct_points(pts, PointsToMesh())
+    opened = reconstruct_points(pts, PointsToMesh(method="poisson"))
     f_closed, f_open = fscore_at(compare(closed, gt, n=20_000)), fscore_at(compare(opened, gt, n=20_000))
     print(f"MR-NUMBER half bunny 20k: watertight Poisson F@1% {f_closed:.4f}, default (trimmed) {f_open:.4f}")
     checks = mesh_checks(closed.vertices, closed.faces)
@@ -91,7 +93,7 @@ def test_bpa_and_alpha_with_spacing_defaults(meshes, method):
 
 def test_real_scan_with_viewpoint(sample_data):
     scan = read(sample_data / "scans" / "bunny.pcd")
-    opts = PointsToMesh(viewpoint=(0.0, 0.0, 1.0))
+    opts = PointsToMesh(method="poisson", viewpoint=(0.0, 0.0, 1.0))
     mesh = reconstruct_points(Geometry(scan.vertices), opts)
     assert mesh.num_faces > 100 and "viewpoint" in opts.info["normals"]
 
@@ -109,13 +111,15 @@ def _bad_clouds():
 
 @pytest.mark.parametrize("case", ["few", "collinear", "coplanar", "nan"])
 def test_bad_points_raise_one_line_errors(case, tmp_path, cli):
+    """Coplanar points are bad for Poisson only (the default, auto, meshes them by 2-D Delaunay)."""
     pts, words = _bad_clouds()[case]
+    method = "poisson" if case == "coplanar" else "auto"
     with pytest.raises(GeometryError, match=words):
-        reconstruct_points(Geometry(pts))
+        reconstruct_points(Geometry(pts), PointsToMesh(method=method))
     src = tmp_path / "bad.npy"
     np.save(src, pts)
     out = tmp_path / "out.ply"
-    r = cli("mesh", str(src), "--out", str(out))
+    r = cli("mesh", str(src), "--out", str(out), "--method", method)
     assert r.returncode == 1, r.stderr
     assert words in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not out.exists() and not list(tmp_path.glob(".out.ply*"))
@@ -123,7 +127,10 @@ def test_bad_points_raise_one_line_errors(case, tmp_path, cli):
 
 def test_option_errors():
     for opts in (PointsToMesh(method="nope"), PointsToMesh(watertight=True, trim=0.1),
-                 PointsToMesh(method="bpa", watertight=True), PointsToMesh(trim=1.5)):
+                 PointsToMesh(method="bpa", watertight=True), PointsToMesh(trim=1.5),
+                 PointsToMesh(method="poisson", scale=float("nan")), PointsToMesh(depth=0), PointsToMesh(k=2),
+                 PointsToMesh(method="alpha", alpha=-1.0), PointsToMesh(method="bpa", radii=[]),
+                 PointsToMesh(method="bpa", max_edge=1.0), PointsToMesh(viewpoint=(0.0, float("inf"), 0.0))):
         with pytest.raises(UsageError):
             opts.validate()
 

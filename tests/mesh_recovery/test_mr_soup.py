@@ -35,7 +35,10 @@ def test_soup_welds_back_to_original_topology(shared_data, name):
     before, after = mesh_checks(g.vertices, g.faces), mesh_checks(out.vertices, out.faces, merge=False)
     assert after["watertight"] == before["watertight"]
     assert after["euler_characteristic"] == before["euler_characteristic"]
-    assert after["winding_consistent"] and after["manifold"]
+    assert after["winding_consistent"] and after.get("edge_manifold", after["manifold"])
+    # vertex-manifold as far as the original is (the teapot itself has one pinched vertex)
+    assert after["manifold"] or not before["manifold"]
+    assert after.get("nonmanifold_vertices", 0) <= before.get("nonmanifold_vertices", 0)
     assert rep["flipped_faces"] > 0 and rep["unorientable_edges"] == 0 and rep["nonmanifold_edges"] == 0
     if before["watertight"]:  # closed: oriented outwards like the original (positive volume)
         tri = out.vertices[out.faces]
