@@ -24,11 +24,29 @@ def _human(summary: dict[str, Any]) -> None:
         elif key == "metadata" and isinstance(value, dict):
             out.print("  metadata:")
             for hk, hv in value.items():
-                out.print(f"    {hk}: {hv}")
+                if isinstance(hv, dict):  # a format's layout record: the facts it holds, not its empty slots
+                    hv = ", ".join(f"{k} {v!r}" for k, v in hv.items() if v not in (None, [], {}, ""))
+                out.print(f"    {hk}: {hv}", markup=False)
+        elif key == "topology" and isinstance(value, dict):
+            _topology(value)
         elif key == "attributes":
             out.print(f"  attributes: {', '.join(value) if value else '(none)'}")
         else:
             out.print(f"  {key}: {value}")
+
+
+def _topology(topo: dict[str, Any]) -> None:
+    """As stored (the faces as the file indexes them) and welded (vertices merged by position)."""
+    out.print("  topology:")
+    for which, label in (("as_stored", "as stored"), ("welded", "welded by position")):
+        facts = topo.get(which)
+        if not isinstance(facts, dict):
+            continue
+        extra = f", {topo['welded_vertices']} vertices" if which == "welded" and "welded_vertices" in topo else ""
+        out.print(f"    {label}{extra}: " + ", ".join(f"{k} {v}" for k, v in facts.items()), markup=False)
+    for key, value in topo.items():
+        if key not in ("as_stored", "welded", "welded_vertices"):
+            out.print(f"    {key}: {value}", markup=False)
 
 
 def info(

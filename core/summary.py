@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from facet3d.core.io.record import Geometry
-from facet3d.core.topology import mesh_checks
+from facet3d.core.topology import topology_report
 
 
 def _finite_rows(v: np.ndarray) -> np.ndarray | None:
@@ -26,7 +26,13 @@ def _bounds(v: np.ndarray, finite: np.ndarray | None) -> dict[str, Any] | None:
 
 
 def summarize(geom: Geometry, topology: bool = True) -> dict[str, Any]:
-    """Kind, counts, bounds, attributes, mesh topology and format facts (`metadata`: e.g. the LAS header)."""
+    """Kind, counts, bounds, attributes, mesh topology and format facts (`metadata`: e.g. the LAS header).
+
+    Meshes (topology=True): ``"topology": {"as_stored": {...}, "welded": {...}, "welded_vertices": n}``
+    (`facet3d.core.topology.topology_report`: watertight, winding_consistent, edge_manifold,
+    vertex_manifold, manifold, boundary_edges, nonmanifold_edges, nonmanifold_vertices,
+    degenerate_faces, unreferenced_vertices, euler_characteristic in each reading).
+    """
     v = geom.vertices
     finite = _finite_rows(v) if len(v) else None
     nonfinite = 0 if finite is None else int((~finite).sum())
@@ -43,7 +49,10 @@ def summarize(geom: Geometry, topology: bool = True) -> dict[str, Any]:
         out["nonfinite_points"] = nonfinite
     out["attributes"] = geom.attribute_names()
     if geom.is_mesh and topology:
-        out.update(mesh_checks(v, geom.faces))  # type: ignore[arg-type]
+        # both readings, named: "as_stored" (the faces' own vertex indices, as trimesh with
+        # process=False and open3d see them) and "welded" (vertices at one position merged, so
+        # UV/normal seams of OBJ/GLB/PLY exports do not open the mesh); see facet3d.core.topology
+        out["topology"] = topology_report(v, geom.faces)  # type: ignore[arg-type]
     # Format facts (LAS header fields, PLY comments and encoding, PCD fields, ...): small values only.
     meta = {k: v for k, v in geom.meta.items() if k not in ("path", "format") and _small(v)}
     if meta:

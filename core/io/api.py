@@ -100,6 +100,9 @@ def read(path: str | os.PathLike[str], format: str | None = None, **options: Any
     return geom
 
 
+_DESTINATIONS: dict[Path, Path] = {}  # temporary path -> final path, while atomic_output is open
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
@@ -112,6 +115,7 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part" + "".join(dest.suffixes[-1:]), dir=parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    _DESTINATIONS[tmp_path] = dest
     try:
         yield tmp_path
         # mkstemp creates 0600; give the result the permissions a plain open() would (umask applies).
@@ -120,8 +124,18 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, dest)
     finally:
+        _DESTINATIONS.pop(tmp_path, None)
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def destination_of(path: str | os.PathLike[str]) -> Path | None:
+    """The final path of a temporary file `atomic_output` handed out (a writer that must name side
+    files after the final output, like LAS's .wdp, asks here); ``path`` itself when it is not one."""
+    p = Path(path)
+    if p in _DESTINATIONS:
+        return _DESTINATIONS[p]
+    return None if p.name.startswith(".") and ".part" in p.name else p
 
 
 def output_format(name: str, flag: str = "--to") -> tuple[FormatSpec, str]:

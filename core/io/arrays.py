@@ -45,6 +45,19 @@ def note_nonfinite(geom: Geometry) -> Geometry:
     return geom
 
 
+IDENTITY_VIEWPOINT = (0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0)
+
+
+def viewpoint_of(meta: dict[str, Any]) -> list[float] | None:
+    """``meta["viewpoint"]`` as 7 finite floats (tx ty tz qw qx qy qz), or None when absent / malformed."""
+    vp = meta.get("viewpoint")
+    try:
+        vals = [float(v) for v in vp] if vp is not None else []
+    except (TypeError, ValueError):
+        return None
+    return vals if len(vals) == 7 and all(np.isfinite(vals)) else None
+
+
 def to_unit_colors(c: np.ndarray) -> np.ndarray:
     """Colours to float32 in [0, 1]: uint8 /255, uint16 /65535, floats kept. [N, 3|4] -> [N, 3|4]."""
     c = np.asarray(c)
@@ -84,33 +97,47 @@ def split_columns(data: np.ndarray, names: list[str] | None = None) -> Geometry:
     RGB if it holds integers 0..255 (some > 1, -> /255), normals if every row has unit length
     (+-0.02), RGB in [0, 1] if all values lie there; anything left -> ``attributes["col<i>"]``.
     """
+    return split_columns_with_roles(data, names)[0]
+
+
+def split_columns_with_roles(data: np.ndarray,
+                             names: list[str] | None = None) -> tuple[Geometry, list[str], float | None]:
+    """`split_columns`, also saying where each column went, so a writer can put it back.
+
+    -> (geometry, roles [C], colour scale). A role is ``"x" "y" "z"``, ``"nx" "ny" "nz"``,
+    ``"r" "g" "b" "a"`` or ``"attr:<name>"``; the colour scale is 255.0 (0..255 numbers, /255 on read),
+    1.0 (already in [0, 1]) or None (no colour columns).
+    """
     data = np.asarray(data)
     if data.ndim != 2 or data.shape[1] < 3:
-        raise ValueError(f"expected a [N, >=3] table, got shape {data.shape}")
+        raise ValueError(f"expected a [N, C>=3] table, got shape {data.shape}")
     cols = data.shape[1]
     if names is not None and len(names) == cols:
         return _split_named(data, [n.lower() for n in names])
     geom = Geometry(vertices=data[:, :3])
+    roles, scale = ["x", "y", "z"], None
     if cols == 4:
         geom.attributes["intensity"] = data[:, 3]
-        return geom
-    used = 3
+        return geom, roles + ["attr:intensity"], None
     for start in (3, 6):
         if cols < start + 3:
             break
         block = data[:, start : start + 3]
         if geom.colors is None and _looks_like_uchar_rgb(block):
-            geom.colors = (block / 255.0).astype(np.float32)
+            geom.colors, scale = (block / 255.0).astype(np.float32), 255.0
+            roles += ["r", "g", "b"]
         elif geom.normals is None and _looks_like_normals(block):
             geom.normals = block
+            roles += ["nx", "ny", "nz"]
         elif geom.colors is None and len(block) and block.min() >= 0 and block.max() <= 1:
-            geom.colors = block.astype(np.float32)
+            geom.colors, scale = block.astype(np.float32), 1.0
+            roles += ["r", "g", "b"]
         else:
             break
-        used = start + 3
-    for i in range(used, cols):
+    for i in range(len(roles), cols):
         geom.attributes[f"col{i}"] = data[:, i]
-    return geom
+        roles.append(f"attr:col{i}")
+    return geom, roles, scale
 
 
 _NAME_ALIASES = {
@@ -120,25 +147,29 @@ _NAME_ALIASES = {
 }
 
 
-def _split_named(data: np.ndarray, names: list[str]) -> Geometry:
+def _split_named(data: np.ndarray, names: list[str]) -> tuple[Geometry, list[str], float | None]:
     idx = {_NAME_ALIASES.get(n, n): i for i, n in enumerate(names)}
     if not all(k in idx for k in "xyz"):
         raise ValueError(f"columns {names} do not include x, y and z")
+    roles: dict[int, str] = {}
     geom = Geometry(vertices=data[:, [idx["x"], idx["y"], idx["z"]]])
-    taken = {idx["x"], idx["y"], idx["z"]}
+    roles.update({idx[k]: k for k in "xyz"})
     if all(k in idx for k in ("nx", "ny", "nz")):
         geom.normals = data[:, [idx["nx"], idx["ny"], idx["nz"]]]
-        taken |= {idx["nx"], idx["ny"], idx["nz"]}
+        roles.update({idx[k]: k for k in ("nx", "ny", "nz")})
+    scale = None
     if all(k in idx for k in "rgb"):
-        ci = [idx["r"], idx["g"], idx["b"]] + ([idx["a"]] if "a" in idx else [])
-        c = data[:, ci].astype(np.float64)
+        keys = ["r", "g", "b"] + (["a"] if "a" in idx else [])
+        c = data[:, [idx[k] for k in keys]].astype(np.float64)
         # named colour columns: 0..255 integers when any value exceeds 1, else already in [0, 1]
-        geom.colors = (c / 255.0 if c.size and c.max() > 1.0 else c).astype(np.float32)
-        taken |= set(ci)
+        scale = 255.0 if c.size and c.max() > 1.0 else 1.0
+        geom.colors = (c / scale).astype(np.float32)
+        roles.update({idx[k]: k for k in keys})
     for i, n in enumerate(names):
-        if i not in taken:
+        if i not in roles:
             geom.attributes[n] = data[:, i]
-    return geom
+            roles[i] = f"attr:{n}"
+    return geom, [roles[i] for i in range(len(names))], scale
 
 
 # -- NPY / NPZ ---------------------------------------------------------------------------------

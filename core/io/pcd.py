@@ -6,24 +6,31 @@ table_scene_mug use it, bunny and sac_plane_test are ascii). Fields: ``x y z`` -
 ``rgb`` / ``rgba`` (float or uint, 0xAARRGGBB) -> ``colors: [N, 3|4] float32``, everything else
 (``intensity``, ``curvature``, ``label`` ...) -> ``attributes`` (``COUNT k`` -> ``[N, k]``).
 Organized clouds (HEIGHT > 1) are flattened row-major; NaN points are kept (see arrays.note_nonfinite).
-``meta``: version, width, height, viewpoint, data mode, fields.
+``meta``: ``pcd_version``, ``width``, ``height``, ``viewpoint`` (7 floats tx ty tz qw qx qy qz, when the
+header has a VIEWPOINT line), ``pcd_data`` (mode), ``pcd_fields`` and ``pcd_types`` (``"F4"``, ``"U1"`` ...).
 
 Write: DATA binary with x y z, normals, packed ``rgb`` (or ``rgba`` when colours have alpha)
-and 1-D / 2-D numeric attributes.
+and 1-D / 2-D numeric attributes in their own type. PCD -> PCD keeps the field order and types
+(F 8 coordinates, U 4 rgb, U 1 labels, ...), WIDTH x HEIGHT when the point count still equals it
+(else an unorganised cloud, warned), and VIEWPOINT (``meta["viewpoint"]``, which the PLY reader and
+writer also carry as a ``comment viewpoint ...`` line).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from facet3d.core.io.arrays import note_nonfinite, to_uint8_colors
+from facet3d.core.errors import Facet3DWarning
+from facet3d.core.io.arrays import IDENTITY_VIEWPOINT, note_nonfinite, to_uint8_colors, viewpoint_of
 from facet3d.core.io.record import Geometry
 
 _KEYS = ("VERSION", "FIELDS", "SIZE", "TYPE", "COUNT", "WIDTH", "HEIGHT", "VIEWPOINT", "POINTS", "DATA")
 _KIND = {"F": "f", "I": "i", "U": "u"}
+_NORMALS = ("normal_x", "normal_y", "normal_z")
 
 
 def sniff(head: bytes) -> bool:
@@ -169,8 +176,8 @@ def _to_geometry(arr: np.ndarray, names: list[str], header: dict, mode: str, wid
     xyz = [cols.pop(k) for k in "xyz"]
     vdt = np.result_type(*xyz)
     geom = Geometry(vertices=np.stack(xyz, axis=1).astype(vdt if vdt.kind == "f" else np.float64))
-    if all(k in cols for k in ("normal_x", "normal_y", "normal_z")):
-        geom.normals = np.stack([cols.pop(k) for k in ("normal_x", "normal_y", "normal_z")], axis=1)
+    if all(k in cols for k in _NORMALS):
+        geom.normals = np.stack([cols.pop(k) for k in _NORMALS], axis=1)
     for key in ("rgba", "rgb"):
         if key in cols and cols[key].ndim == 1 and cols[key].dtype.itemsize == 4:
             packed = np.ascontiguousarray(cols.pop(key)).view(np.uint32)
@@ -180,36 +187,77 @@ def _to_geometry(arr: np.ndarray, names: list[str], header: dict, mode: str, wid
             geom.colors = (np.stack(chans, axis=1).astype(np.float32) / 255.0)
             break
     geom.attributes = cols
-    geom.meta.update(
-        pcd_data=mode, pcd_fields=names, width=width, height=height,
-        pcd_version=" ".join(header.get("VERSION", [])), viewpoint=[float(v) for v in header.get("VIEWPOINT", [])],
-    )
+    types = [f"{t}{s}" for t, s in zip(header.get("TYPE", ["F"] * len(names)), header.get("SIZE", ["4"] * len(names)))]
+    geom.meta.update(pcd_data=mode, pcd_fields=names, pcd_types=types, width=width, height=height,
+                     pcd_version=" ".join(header.get("VERSION", [])))
+    if "VIEWPOINT" in header:
+        geom.meta["viewpoint"] = [float(v) for v in header["VIEWPOINT"]]
     return geom
 
 
-def write(path: str | Path, geom: Geometry, double: bool = False, **_: Any) -> None:
-    """DATA binary; xyz as float32 (what PCL and open3d expect; open3d 0.20 reads F 8 xyz as zeros)
-    unless ``double=True``; colours packed into ``rgb`` (F 4) or ``rgba`` (U 4)."""
-    n = geom.num_points
-    v = geom.vertices
-    vt = np.float64 if double else np.float32
-    cols: list[tuple[str, np.ndarray]] = [(k, v[:, i].astype(vt)) for i, k in enumerate("xyz")]
+# -- writer ------------------------------------------------------------------------------------
+def _source_types(meta: dict[str, Any]) -> dict[str, str]:
+    """Field name -> PCD type ("F8", "U4", ...) of the PCD this geometry was read from ({} otherwise)."""
+    names, types = meta.get("pcd_fields") or [], meta.get("pcd_types") or []
+    return dict(zip(names, types)) if len(names) == len(types) else {}
+
+
+def _float_type(src: dict[str, str], name: str, a: np.ndarray, default: type) -> type:
+    """float64 when the source PCD stored `name` as F 8 and the data is still float64, else `default`."""
+    return np.float64 if src.get(name) == "F8" and np.asarray(a).dtype == np.float64 else default
+
+
+def _columns(geom: Geometry, double: bool) -> list[tuple[str, np.ndarray]]:
+    """(field name, [N] or [N, k] array) for every field to write, in the source PCD's order when known."""
+    n, v, src = geom.num_points, geom.vertices, _source_types(geom.meta)
+    vt = np.float64 if double else _float_type(src, "x", v, np.float32)
+    cols = [(k, v[:, i].astype(vt)) for i, k in enumerate("xyz")]
     if geom.normals is not None:
-        cols += [(k, np.asarray(geom.normals)[:, i].astype(np.float32)) for i, k in enumerate(("normal_x", "normal_y", "normal_z"))]
+        nrm = np.asarray(geom.normals)
+        cols += [(k, nrm[:, i].astype(_float_type(src, k, nrm, np.float32))) for i, k in enumerate(_NORMALS)]
     if geom.colors is not None:
         c = to_uint8_colors(geom.colors).astype(np.uint32)
         packed = (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]
         if c.shape[1] == 4:
             cols.append(("rgba", packed | (c[:, 3] << 24)))
+        elif src.get("rgb") == "U4":
+            cols.append(("rgb", packed))
         else:
             cols.append(("rgb", packed.view(np.float32)))  # PCL convention: rgb bits stored in a float
     for k, a in geom.attributes.items():
         a = np.asarray(a)
         if a.dtype == np.bool_:
             a = a.astype(np.uint8)
-        if a.dtype.kind not in "iuf" or a.ndim > 2 or len(a) != n or " " in k:
+        if a.dtype.kind not in "iuf" or a.ndim > 2 or len(a) != n or " " in k or k in dict(cols):
             continue  # PCD cannot hold it
         cols.append((k, a))
+    order = {k: i for i, k in enumerate(geom.meta.get("pcd_fields") or [])}
+    return sorted(cols, key=lambda kc: order.get(kc[0], len(order)))  # stable: new fields keep their place
+
+
+def _layout(geom: Geometry, path: str | Path) -> tuple[int, int]:
+    """(WIDTH, HEIGHT): the source's organisation when it still fits the point count, else (N, 1)."""
+    n = geom.num_points
+    w, h = geom.meta.get("width"), geom.meta.get("height")
+    if isinstance(w, int) and isinstance(h, int) and h > 1:
+        if w * h == n:
+            return w, h
+        warnings.warn(f"PCD writer: the cloud was organised {w}x{h} and now has {n} points; {Path(path).name} "
+                      "is written unorganised (HEIGHT 1)", Facet3DWarning, stacklevel=3)
+    return n, 1
+
+
+def _num(x: float) -> str:
+    r = repr(float(x))
+    return r[:-2] if r.endswith(".0") else r
+
+
+def write(path: str | Path, geom: Geometry, double: bool = False, **_: Any) -> None:
+    """DATA binary. xyz as float32 (what PCL and open3d's legacy reader expect: open3d 0.20 reads F 8 xyz
+    as zeros) unless ``double=True`` or the source PCD stored them as F 8; colours packed into ``rgb``
+    (F 4, or U 4 as the source had it) or ``rgba`` (U 4); attributes in their own type.
+    WIDTH/HEIGHT and VIEWPOINT come from ``meta`` (organisation kept when WIDTH*HEIGHT is still N)."""
+    cols = _columns(geom, double)
     fields, sizes, types, counts, parts = [], [], [], [], []
     for k, a in cols:
         fields.append(k)
@@ -217,13 +265,16 @@ def write(path: str | Path, geom: Geometry, double: bool = False, **_: Any) -> N
         types.append({"f": "F", "i": "I", "u": "U"}[a.dtype.kind])
         counts.append(str(a.shape[1] if a.ndim == 2 else 1))
         parts.append((k, "<" + a.dtype.str[1:], (a.shape[1],)) if a.ndim == 2 else (k, "<" + a.dtype.str[1:]))
-    rec = np.empty(n, dtype=parts)
+    rec = np.empty(geom.num_points, dtype=parts)
     for k, a in cols:
         rec[k] = a
+    width, height = _layout(geom, path)
+    vp = viewpoint_of(geom.meta) or IDENTITY_VIEWPOINT
     head = [
         "# .PCD v0.7 - Point Cloud Data file format (written by facet3d)", "VERSION 0.7",
         "FIELDS " + " ".join(fields), "SIZE " + " ".join(sizes), "TYPE " + " ".join(types),
-        "COUNT " + " ".join(counts), f"WIDTH {n}", "HEIGHT 1", "VIEWPOINT 0 0 0 1 0 0 0", f"POINTS {n}", "DATA binary",
+        "COUNT " + " ".join(counts), f"WIDTH {width}", f"HEIGHT {height}",
+        "VIEWPOINT " + " ".join(_num(x) for x in vp), f"POINTS {geom.num_points}", "DATA binary",
     ]
     with open(path, "wb") as fh:
         fh.write(("\n".join(head) + "\n").encode("ascii"))

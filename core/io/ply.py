@@ -5,7 +5,9 @@ Read: vertex ``x y z`` -> ``vertices: [N, 3]`` (file float type kept; ints -> fl
 ushort /65535, floats kept), ``s t`` / ``u v`` / ``texture_u texture_v`` -> ``uv``, any other vertex
 property -> ``attributes``. Face ``vertex_indices`` / ``vertex_index`` lists -> ``faces: [F, 3] int64``
 (polygons fan-triangulated, faces with < 3 corners dropped), face colours -> ``face_colors`` and
-other face properties -> ``face_attributes`` (repeated per triangle). Comments -> ``meta["comments"]``.
+other face properties -> ``face_attributes`` (repeated per triangle). Comments -> ``meta["comments"]``,
+except ``comment viewpoint tx ty tz qw qx qy qz`` -> ``meta["viewpoint"]`` (a PCD sensor pose; the writer
+puts it back when it is not the identity, so PCD -> PLY -> PCD keeps VIEWPOINT).
 
 Speed: elements without lists, and face lists with one constant length (all triangles), are read
 with one structured ``np.frombuffer``; only variable-length lists fall back to a row loop.
@@ -21,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from facet3d.core.io.arrays import note_nonfinite, to_uint8_colors, to_unit_colors
+from facet3d.core.io.arrays import (IDENTITY_VIEWPOINT, note_nonfinite, to_uint8_colors, to_unit_colors,
+                                    viewpoint_of)
 from facet3d.core.io.record import Geometry
 
 _TYPES = {
@@ -310,9 +313,24 @@ def read(path: str | Path, **_: Any) -> Geometry:
                 if isinstance(v, np.ndarray) and v.ndim == 1:
                     geom.face_attributes[k] = _native(v)[src]
     geom.meta.update(ply_format=fmt, elements={e.name: e.count for e in elements})
+    viewpoint = [_viewpoint(c) for c in comments]
+    if any(vp is not None for vp in viewpoint):
+        geom.meta["viewpoint"] = next(vp for vp in viewpoint if vp is not None)
+        comments = [c for c, vp in zip(comments, viewpoint) if vp is None]
     if comments:
         geom.meta["comments"] = comments
     return note_nonfinite(geom)
+
+
+def _viewpoint(comment: str) -> list[float] | None:
+    """``viewpoint tx ty tz qw qx qy qz`` (the PCD sensor pose, as this writer stores it) -> 7 floats."""
+    tok = comment.split()
+    if len(tok) != 8 or tok[0] != "viewpoint":
+        return None
+    try:
+        return [float(t) for t in tok[1:]]
+    except ValueError:
+        return None
 
 
 # -- writer ------------------------------------------------------------------------------------
@@ -366,7 +384,11 @@ def write(path: str | Path, geom: Geometry, ascii: bool = False, **_: Any) -> No
             fcols += [(k, c[:, i]) for i, k in enumerate(("red", "green", "blue", "alpha")[: c.shape[1]])]
         fcols += _columns(list(geom.face_attributes.items()))
     lines = ["ply", f"format {'ascii' if ascii else 'binary_little_endian'} 1.0", "comment written by facet3d"]
-    lines += [f"comment {c}" for c in geom.meta.get("comments", []) if c != "written by facet3d" and "\n" not in str(c)]
+    lines += [f"comment {c}" for c in geom.meta.get("comments", [])
+              if c != "written by facet3d" and "\n" not in str(c) and _viewpoint(str(c)) is None]
+    vp = viewpoint_of(geom.meta)
+    if vp is not None and tuple(vp) != IDENTITY_VIEWPOINT:
+        lines.append("comment viewpoint " + " ".join(repr(x) for x in vp))
     lines.append(f"element vertex {len(v)}")
     lines += [f"property {_NAMES[a.dtype.str[1:]]} {n}" for n, a in vcols]
     if faces is not None:

@@ -7,7 +7,10 @@ them, ``colors`` / ``face_colors`` ``float32 [.., 4]`` when the file has vertex 
 ``uv: [N, 2]`` and ``texture`` (PIL image) for textured OBJ/GLB; a missing MTL or texture file is
 not an error (the mesh loads untextured). A scene with several meshes is concatenated with its
 transforms applied. Point-only OBJ gives a point cloud; a file holding no geometry at all is an
-error unless it is a well-formed empty file (comments only, ``solid``/``endsolid`` ...).
+error unless it is a well-formed empty file: an OBJ whose every line is a comment or an OBJ statement
+(``o``/``g``/``mtllib`` ... but no ``v``/``f``), an OFF with counts ``0 0 0``, an STL ``solid``/``endsolid``
+pair or a binary STL of 0 triangles. Text that is not the format at all (``hello world`` saved as
+.obj/.off/.gltf) is refused before trimesh sees it (``not a valid obj file (...)``), never loaded as 0 points.
 
 Write: obj (point clouds as ``v`` lines), off, stl (binary; ``ascii=True``), glb, gltf (buffers
 embedded). Normals, vertex/face colours and uv+texture go wherever the format can hold them.
@@ -28,6 +31,12 @@ from facet3d.core.io.record import Geometry
 
 _INLINE_COMMENT = re.compile(rb"(?m)(?<=\S)[ \t]+#[^\r\n]*")
 _OBJ_KEYS = {b"v", b"vt", b"vn", b"vp", b"f", b"l", b"p", b"o", b"g", b"s", b"usemtl", b"mtllib"}
+# every statement of the OBJ spec (free-form curves, display attributes...): what a valid empty OBJ may hold
+_OBJ_ALL_KEYS = _OBJ_KEYS | {b"cstype", b"deg", b"bmat", b"step", b"curv", b"curv2", b"surf", b"parm", b"trim",
+                             b"hole", b"scrv", b"sp", b"end", b"con", b"mg", b"bevel", b"c_interp", b"d_interp",
+                             b"lod", b"shadow_obj", b"trace_obj", b"ctech", b"stech", b"maplib", b"usemap", b"call",
+                             b"csh"}
+_OFF_HEADER = re.compile(rb"^(ST)?C?N?4?n?OFF")
 
 
 # -- sniffers ----------------------------------------------------------------------------------
@@ -50,7 +59,11 @@ def sniff_obj(head: bytes) -> bool:
 
 
 def sniff_off(head: bytes) -> bool:
-    first = head.lstrip().split(None, 1)[0] if head.strip() else b""
+    """The first word after any ``#`` comment lines is an OFF header keyword (``OFF``, ``COFF``, ``OFF3``...)."""
+    text = head.lstrip()
+    while text.startswith(b"#"):
+        text = text.split(b"\n", 1)[1].lstrip() if b"\n" in text else b""
+    first = text.split(None, 1)[0] if text.strip() else b""
     return first.endswith(b"OFF") and len(first) <= 6 or (first.startswith(b"OFF") and first[3:].isdigit())
 
 
@@ -125,10 +138,36 @@ def _concat(parts: list[Any]) -> Any:
     return None
 
 
+def _statements(raw: bytes) -> list[bytes]:
+    """First word of every line that is neither blank nor a ``#`` comment."""
+    words = (ln.split(None, 1)[:1] for ln in raw.splitlines())
+    return [w[0] for w in words if w and not w[0].startswith(b"#")]
+
+
+def _first_line(raw: bytes) -> str:
+    line = next((ln.strip() for ln in raw.splitlines() if ln.strip() and not ln.lstrip().startswith(b"#")), b"")
+    return line[:40].decode("ascii", errors="replace")
+
+
+def _check_text(raw: bytes, file_type: str) -> None:
+    """Refuse text that is not `file_type` at all (raises ValueError naming the first line)."""
+    if file_type in ("obj", "off") and b"\x00" in raw:
+        raise ValueError("binary data in a text format")
+    if file_type == "obj":
+        words = _statements(raw)
+        if words and not any(w in _OBJ_ALL_KEYS for w in words):
+            raise ValueError(f"no OBJ statement (v, f, o, ...) in it; first line '{_first_line(raw)}'")
+    elif file_type == "off":
+        if not _OFF_HEADER.match(_first_line(raw).encode()):
+            raise ValueError(f"does not start with an OFF header; first line '{_first_line(raw)}'")
+    elif file_type == "gltf" and not raw.lstrip().startswith(b"{"):
+        raise ValueError(f"not a glTF JSON document; first line '{_first_line(raw)}'")
+
+
 def _empty_ok(raw: bytes, file_type: str) -> bool:
     """True when a file that gave no geometry really is a well-formed empty one."""
-    if file_type == "obj":
-        return not any(ln.split(None, 1)[:1] in ([b"v"], [b"f"]) for ln in raw.splitlines())
+    if file_type == "obj":  # only comments and non-geometry statements (o, g, mtllib, ...)
+        return all(w in _OBJ_ALL_KEYS and w not in (b"v", b"f") for w in _statements(raw))
     if file_type == "stl":
         if len(raw) == 84 and struct.unpack_from("<I", raw, 80)[0] == 0:
             return True
@@ -142,8 +181,7 @@ def read(path: str | Path, file_type: str, **_: Any) -> Geometry:
 
     path = Path(path)
     raw = path.read_bytes()
-    if file_type in ("obj", "off") and b"\x00" in raw:
-        raise ValueError("binary data in a text format")
+    _check_text(raw, file_type)
     if file_type == "stl" and not (sniff_stl(raw[:4096]) or _binary_stl_size_ok(raw)):
         raise ValueError("neither an ascii STL ('solid' ... 'facet') nor a binary STL of consistent size")
     if file_type == "obj" and _INLINE_COMMENT.search(raw):

@@ -9,23 +9,41 @@ so ``facet3d --help`` stays light.  The output files of each command are describ
 from __future__ import annotations
 
 import re
+from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from facet3d.cli.api import err, parse_floats, parse_size, print_json, progress_callback, resolve_device, warn
+from facet3d.cli.api import (err, non_negative, parse_floats, parse_size, positive, print_json,
+                             progress_callback, resolve_device, unit_interval, warn)
 from facet3d.core.errors import UsageError
 
-__all__ = ["register", "parse_background", "parse_up"]
+__all__ = ["register", "parse_up"]
 
 
-def parse_background(text: str, flag: str = "--background") -> tuple[float, float, float]:
-    """``"r,g,b"`` with values in [0, 1] -> a tuple."""
+class Shading(str, Enum):
+    """``--shading`` (see `facet3d.plugins.triangle_splatting.render`)."""
+
+    lambert = "lambert"
+    normal = "normal"
+    flat = "flat"
+
+
+def _rgb(text: str, flag: str) -> tuple[float, float, float]:
+    """``"r,g,b"`` (`parse_floats`, 3 finite values) with every value in [0, 1]."""
     vals = parse_floats(text, flag, 3)
     if not all(0.0 <= v <= 1.0 for v in vals):
         raise UsageError(f"{flag} {text!r}: expected r,g,b with values in [0, 1], e.g. 1,1,1")
     return tuple(vals)  # type: ignore[return-value]
+
+
+def _fov(value: Any) -> Any:
+    """Option callback: a finite field of view in (0, 180) degrees."""
+    positive(value)
+    if value is not None and not value < 180.0:
+        raise typer.BadParameter(f"{value} is not below 180 degrees")
+    return value
 
 
 def parse_up(text: str) -> tuple[float, float, float]:
@@ -46,55 +64,67 @@ def register(app: typer.Typer) -> None:
 
 def render_cmd(
     src: str = typer.Argument(..., metavar="SCENE_OR_MESH", help="Triangle-splat scene PLY, or any mesh facet3d reads."),
-    cameras: Optional[str] = typer.Option(None, "--cameras", help="Core camera JSON, Blender transforms_*.json, Strecha cameras.json, COLMAP model, or a folder holding one."),
+    cameras: Optional[str] = typer.Option(None, "--cameras", metavar="FILE|DIR", help="Core camera JSON, Blender transforms_*.json, Strecha cameras.json, COLMAP model, or a folder holding one."),
     orbit: Optional[int] = typer.Option(None, "--orbit", min=1, help="N cameras on a circle around the bounding-box centre at 2.2x its radius (written to OUT/cameras.json)."),
-    size: Optional[str] = typer.Option(None, "--size", help="Image size WxH (default with --cameras: the cameras' own; K is scaled to fit)."),
-    out: str = typer.Option(..., "--out", help="Output folder (created)."),
+    size: Optional[str] = typer.Option(None, "--size", metavar="WxH", help="Image size WxH (default with --cameras: the cameras' own; K is scaled to fit)."),
+    out: str = typer.Option(..., "--out", "-o", metavar="DIR", help="Output folder (created)."),
     save_depth: bool = typer.Option(False, "--save-depth", help="Also write <view>_depth.npy (HxW float32 z-depth, 0 where empty)."),
     save_alpha: bool = typer.Option(False, "--save-alpha", help="Also write <view>_alpha.npy (HxW float32)."),
-    background: str = typer.Option("0,0,0", "--background", help="Background colour r,g,b in [0, 1]."),
+    background: str = typer.Option("0,0,0", "--background", metavar="R,G,B", help="Background colour r,g,b in [0, 1]."),
+    shading: Optional[Shading] = typer.Option(None, "--shading", case_sensitive=False, help="Meshes: lambert (default: head light at the camera, ambient 0.2), normal (RGB = (n+1)/2, world-frame normals) or flat (unlit colours). Not for triangle-splat scenes (they keep their own colours)."),
     hard: Optional[bool] = typer.Option(None, "--hard/--soft", help="Z-buffer (hard) or soft splatting; default: hard for meshes and opaque TS+ scenes, soft for others."),
-    fov: float = typer.Option(60.0, "--fov", min=1.0, max=179.0, help="--orbit: field of view of the shorter image side, degrees (60 keeps the bounding sphere in view)."),
+    fov: float = typer.Option(60.0, "--fov", callback=_fov, help="--orbit: field of view of the shorter image side, degrees in (0, 180) (60 keeps the bounding sphere in view)."),
     up: str = typer.Option("z", "--up", help="--orbit: up axis x|y|z (optionally -x, -y, -z)."),
     json_out: bool = typer.Option(False, "--json", help="Print the list of written files as JSON on stdout."),
 ) -> None:
     """Render a triangle-splatting scene or a mesh to PNG images (and depth / alpha arrays).
 
-    Meshes render as opaque hard triangles with their vertex or face colours (grey when none).
+    Meshes render as opaque hard triangles, shaded by their normals (--shading lambert: a head
+    light, |n.l| with an ambient term; interpolated vertex normals when the mesh has them, else
+    face normals) over their vertex or face colours (grey when none).  Triangle-splat scenes keep
+    their own view-dependent colours.
     Depth is z along the camera axis (expected z for soft renders), 0 where nothing was hit.
     --orbit also writes OUT/cameras.json, so the depth maps can be fused with
     `facet3d mesh --from-depth OUT --cameras OUT/cameras.json`.
 
     \b
     Examples:
-      facet3d render bunny.obj --orbit 8 --size 256x256 --out views --save-depth
+      facet3d render bunny.obj --orbit 8 --size 256x256 -o views --save-depth
+      facet3d render bunny.obj --orbit 4 --size 512x512 --shading normal -o normals
       facet3d render scene.ply --cameras transforms_test.json --out renders --save-depth
     """
     if (cameras is None) == (orbit is None):
         raise UsageError("give exactly one of --cameras FILE|DIR and --orbit N")
     hw = parse_size(size, "--size") if size is not None else None
-    bg = parse_background(background)
+    bg = _rgb(background, "--background")
     if orbit is not None and hw is None:
         raise UsageError("--orbit needs --size WxH")
     axis = parse_up(up)
 
-    from facet3d.plugins.triangle_splatting.render import (auto_hard, frame_orbit, load_scene, render_cameras,
-                                                           view_names, write_views)
+    from facet3d.plugins.triangle_splatting.render import (auto_hard, check_render_memory, frame_orbit, load_scene,
+                                                           render_cameras, view_names, write_views)
 
+    if hw is not None:  # refuse an image that cannot fit before reading anything
+        check_render_memory(hw, shading="flat" if shading is Shading.flat else "lambert")  # lambert: the larger
     if cameras is not None:  # read the cameras first: a bad camera file should fail before the scene loads
         cams, warnings = render_cameras(Path(cameras), hw)
         for w in warnings:
             warn(w)
     scene, is_mesh = load_scene(Path(src))
+    if shading is not None and not is_mesh:
+        raise UsageError(f"--shading applies to meshes; {src} is a triangle-splat scene, which renders with its "
+                         "own colours (drop --shading)")
+    mode = (shading.value if shading is not None else "lambert") if is_mesh else "flat"
     if orbit is not None:
         cams = frame_orbit(scene, orbit, hw, fov=fov, up=axis)
     names = cams.names if orbit is not None else view_names(cams.names)
     use_hard = auto_hard(scene, is_mesh) if hard is None else hard
     with progress_callback("render", len(cams)) as bar:
         written = write_views(scene, cams, names, Path(out), background=bg, hard=use_hard, save_depth=save_depth,
-                              save_alpha=save_alpha, save_cameras=orbit is not None, progress=bar)
+                              save_alpha=save_alpha, save_cameras=orbit is not None, progress=bar, shading=mode)
     H, W = (int(v) for v in cams.image_size[0].tolist())
-    err.print(f"facet3d: rendered {len(cams)} view(s) of {src} ({W}x{H}, {'hard' if use_hard else 'soft'}) "
+    look = f", {mode} shading" if is_mesh else ""
+    err.print(f"facet3d: rendered {len(cams)} view(s) of {src} ({W}x{H}, {'hard' if use_hard else 'soft'}{look}) "
               f"to {out} ({len(written)} files)", soft_wrap=True, markup=False)
     if json_out:
         print_json(written)
@@ -102,9 +132,9 @@ def render_cmd(
 
 def export_cmd(
     src: str = typer.Argument(..., metavar="SCENE", help="Triangle-splat scene PLY (as written by the triangle-splatting plugin)."),
-    out: str = typer.Option(..., "--out", help="Output mesh: .ply, .glb or .obj (vertex colours in all three)."),
+    out: str = typer.Option(..., "--out", "-o", metavar="FILE", help="Output mesh: .ply, .glb or .obj (vertex colours in all three)."),
     opaque: bool = typer.Option(False, "--opaque", help="Drop triangles whose opacity is below --min-opacity (TS+: min of the corners')."),
-    min_opacity: float = typer.Option(0.5, "--min-opacity", min=0.0, max=1.0, help="--opaque: opacity threshold in [0, 1]."),
+    min_opacity: float = typer.Option(0.5, "--min-opacity", callback=unit_interval, help="--opaque: opacity threshold in [0, 1]."),
 ) -> None:
     """Export a triangle-splatting scene as a plain coloured mesh (PLY, GLB or OBJ).
 
@@ -114,7 +144,7 @@ def export_cmd(
 
     \b
     Examples:
-      facet3d export scene.ply --out mesh.glb
+      facet3d export scene.ply -o mesh.glb
       facet3d export scene.ply --out mesh.ply --opaque --min-opacity 0.3
     """
     from facet3d.plugins.triangle_splatting.export import EXPORT_EXTS, export_scene
@@ -131,17 +161,17 @@ def export_cmd(
 def fit_cmd(
     dataset: str = typer.Argument(..., metavar="DATASET", help="Blender folder (transforms_train.json) or COLMAP folder (images/ + sparse/0)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="blender | colmap (default: detected)."),
-    out: str = typer.Option(..., "--out", help="Run folder: scene.ply, checkpoint.pt, metrics.json, log.json, previews/."),
+    out: str = typer.Option(..., "--out", "-o", metavar="DIR", help="Run folder: scene.ply, checkpoint.pt, metrics.json, log.json, previews/."),
     iters: int = typer.Option(3000, "--iters", min=1, help="Training iterations (all schedules scale with it; the paper uses 30000)."),
     mode: str = typer.Option("ts", "--mode", help="ts (free soft triangles) | ts+ (shared vertices, ends opaque and hard: a mesh)."),
     holdout: int = typer.Option(8, "--holdout", min=0, help="Every N-th view is held out for evaluation (0: none, evaluate on training views)."),
     max_size: Optional[int] = typer.Option(None, "--max-size", min=8, help="Downscale images so the longer side is at most this."),
-    background: str = typer.Option("1,1,1", "--background", help="Background colour r,g,b for RGBA images and rendering."),
+    background: str = typer.Option("1,1,1", "--background", metavar="R,G,B", help="Background colour r,g,b in [0, 1] for RGBA images and rendering."),
     init_points: int = typer.Option(20000, "--init-points", min=4, help="Random initial points in the scene bounds when the dataset has no SfM points."),
     max_triangles: int = typer.Option(300_000, "--max-triangles", min=16, help="Cap on the triangle count during densification."),
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate held-out views (PSNR/SSIM, preview PNG) every N iterations (0: only at the end)."),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=0, help="Write RUN_DIR/checkpoint.pt every N iterations."),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", min=0.0, help="Stop after this many minutes (the scene, checkpoint and evaluation are still written)."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", callback=non_negative, help="Stop after this many minutes (the scene, checkpoint and evaluation are still written)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoint.pt."),
     seed: int = typer.Option(0, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
@@ -165,7 +195,7 @@ def fit_cmd(
         raise UsageError(f"--mode {mode!r}: expected ts or ts+")
     if fmt is not None and fmt not in ("blender", "colmap"):
         raise UsageError(f"--format {fmt!r}: expected blender or colmap")
-    bg = parse_background(background)
+    bg = _rgb(background, "--background")
     run = Path(out)
 
     from facet3d.plugins.triangle_splatting.datasets import load_dataset

@@ -83,7 +83,7 @@ def test_render_orbit_mesh_files(cli, sample_data, tmp_path):
     depth = np.load(out / "view_001_depth.npy")
     both = (depth > 0) & np.isfinite(ref)
     assert both.mean() > 0.05 and np.allclose(depth[both], ref[both], rtol=1e-3)
-    assert "rendered 3 view(s)" in r.stderr and "hard" in r.stderr
+    assert "rendered 3 view(s)" in r.stderr and "hard" in r.stderr and "lambert shading" in r.stderr
     for i in range(3):
         img = np.asarray(Image.open(out / f"view_{i:03d}_rgb.png"))
         alpha = np.load(out / f"view_{i:03d}_alpha.npy")
@@ -93,7 +93,17 @@ def test_render_orbit_mesh_files(cli, sample_data, tmp_path):
         assert set(np.unique(alpha)) == {0.0, 1.0}
         assert np.all(depth[alpha == 1] > 0) and np.all(depth[alpha == 0] == 0)
         assert np.all(img[alpha == 0] == 0)  # black background
-        assert np.all(np.abs(img[alpha == 1].astype(int) - 178) <= 1)  # grey 0.7 (no colours in the file)
+        # grey 0.7 (no colours in the file) lit by the head light: 0.7 (0.2 + 0.8 |n.l|), not one grey
+        lit = img[alpha == 1].astype(int)
+        assert lit.min() >= int(0.7 * 0.2 * 255) - 1 and lit.max() <= 179 and lit[:, 0].std() > 5
+        assert np.all(lit[:, 0] == lit[:, 1]) and np.all(lit[:, 1] == lit[:, 2])
+    # --shading flat: today's unlit colours, every covered pixel grey 0.7
+    r = cli("render", str(sample_data / FUZE), "--orbit", "1", "--size", "64x48", "-o", str(tmp_path / "flat"),
+            "--save-alpha", "--shading", "flat")
+    assert r.returncode == 0, r.stderr
+    img = np.asarray(Image.open(tmp_path / "flat" / "view_000_rgb.png"))
+    alpha = np.load(tmp_path / "flat" / "view_000_alpha.npy")
+    assert np.all(np.abs(img[alpha == 1].astype(int) - 178) <= 1)
 
 
 @pytest.mark.slow
@@ -162,11 +172,125 @@ def test_render_scene_ply_soft(cli, tmp_path):
     (["--orbit", "2", "--cameras", "c.json", "--size", "8x8"], 2, "exactly one"),
     (["--size", "8x8"], 2, "exactly one"),
     (["--orbit", "2", "--size", "8x8", "--background", "red"], 2, "--background"),
+    (["--orbit", "2", "--size", "8x8", "--background", "1,1"], 2, "--background"),
+    (["--orbit", "2", "--size", "8x8", "--background", "1,0.5,2"], 2, "--background"),
+    (["--orbit", "2", "--size", "8x8", "--background", "nan,0,0"], 2, "--background"),
+    (["--orbit", "2", "--size", "8x8", "--fov", "0"], 2, "--fov"),
+    (["--orbit", "2", "--size", "8x8", "--fov", "180"], 2, "--fov"),
+    (["--orbit", "2", "--size", "8x8", "--fov", "nan"], 2, "--fov"),
+    (["--orbit", "2", "--size", "8x8", "--fov", "-5"], 2, "--fov"),
+    (["--orbit", "2", "--size", "8x8", "--shading", "phong"], 2, "--shading"),
+    (["--orbit", "0", "--size", "8x8"], 2, "--orbit"),
 ])
 def test_render_usage_errors(cli, sample_data, tmp_path, args, code, words):
     r = cli("render", str(sample_data / FUZE), "--out", str(tmp_path / "o"), *args)
-    assert r.returncode == code and words in r.stderr
+    assert r.returncode == code and words in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    if "Usage:" not in r.stderr:  # our own errors are one line (typer's parse errors come boxed)
+        assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_render_refuses_views_that_cannot_fit_in_memory(cli, sample_data, tmp_path):
+    """--size 20000x20000: ~170 GiB per view (render_memory); refused before anything is read or written."""
+    from facet3d.plugins.triangle_splatting.render import render_memory
+
+    assert render_memory((20000, 20000)) > 100 * 2**30
+    env = {"FACET3D_MEMORY_LIMIT": "2G"}
+    r = cli("render", str(sample_data / FUZE), "--orbit", "4", "--size", "20000x20000", "-o", str(tmp_path / "o"),
+            env=env)
+    assert r.returncode == 1 and "needs about" in r.stderr and "20000x20000" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+    # cameras carrying their own (huge) size: refused by write_views before the output folder is made
+    _, cams = _fuze_orbit(sample_data, 2, size=(20000, 20000))
+    cams.save_json(tmp_path / "big.json")
+    r = cli("render", str(sample_data / FUZE), "--cameras", str(tmp_path / "big.json"), "-o", str(tmp_path / "o"),
+            env=env)
+    assert r.returncode == 1 and "needs about" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
+    # a small render under the same limit goes through
+    r = cli("render", str(sample_data / FUZE), "--orbit", "1", "--size", "32x24", "-o", str(tmp_path / "ok"), env=env)
+    assert r.returncode == 0, r.stderr
+
+
+def test_render_memory_estimate_covers_the_measured_peak(tmp_path):
+    """The estimate is at least the measured peak growth of anonymous memory (sampled every 2 ms)
+    while a frame-filling, two-layer surface renders, and not wildly above it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("needs Linux /proc to sample memory")
+    code = r"""
+import sys, tempfile, threading, time, numpy as np, torch
+torch.set_num_threads(1)
+from facet3d.core.io.record import Geometry
+from facet3d.plugins.triangle_splatting.scene import TriangleScene
+from facet3d.plugins.triangle_splatting.render import orbit_cameras, render_memory, write_views
+def anon():
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+S = 1024
+xs = np.linspace(-3, 3, 41)
+X, Y = np.meshgrid(xs, xs)
+V, F = [], []
+for L in range(2):
+    idx = np.arange(41 * 41).reshape(41, 41) + L * 41 * 41
+    V.append(np.stack([X.ravel(), Y.ravel(), np.full(X.size, 0.1 * L)], 1))
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+    F.append(np.concatenate([np.stack([a, b, c], 1), np.stack([b, d, c], 1)]))
+scene = TriangleScene.from_geometry(Geometry(np.concatenate(V), np.concatenate(F)))
+cams = orbit_cameras((0, 0, 0), 3.0, 1, S, fov=60, elevation=89.9)
+before, peak, done = anon(), [0], threading.Event()
+def sample():
+    while not done.is_set():
+        peak[0] = max(peak[0], anon())
+        time.sleep(0.002)
+t = threading.Thread(target=sample)
+t.start()
+with tempfile.TemporaryDirectory() as d:
+    write_views(scene, cams, ["v"], d, hard=True, shading="lambert", save_depth=True, save_alpha=True)
+    cover = float(np.load(d + "/v_alpha.npy").mean())
+done.set()
+t.join()
+print(cover, peak[0] - before, render_memory((S, S), len(scene), "lambert"))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    cover, peak, estimate = (float(x) for x in r.stdout.split())
+    assert cover == 1.0 and peak > 50 * 2**20
+    assert peak <= estimate <= 3 * peak, (peak, estimate)
+
+
+def test_out_short_alias_and_number_checks_in_export_and_fit(cli, tmp_path):
+    tri = torch.tensor([[[0.0, -1.0, -1.0], [0.0, -1.0, 1.0], [0.0, 1.0, 0.0]]])
+    TriangleScene.from_triangles(tri, [[0.9, 0.1, 0.1]], opacity=0.8, sigma=1.0).save_ply(tmp_path / "scene.ply")
+    r = cli("export", str(tmp_path / "scene.ply"), "-o", str(tmp_path / "m.ply"))
+    assert r.returncode == 0 and (tmp_path / "m.ply").is_file(), r.stderr
+    for bad in ("1.5", "-0.1", "nan", "inf"):
+        r = cli("export", str(tmp_path / "scene.ply"), "-o", str(tmp_path / "m2.ply"), "--opaque", "--min-opacity", bad)
+        assert r.returncode == 2 and "--min-opacity" in r.stderr and "Traceback" not in r.stderr, (bad, r.stderr)
+    assert not (tmp_path / "m2.ply").exists()
+    ds = tmp_path / "nope"
+    for args, flag in ((["--time-limit", "nan"], "--time-limit"), (["--time-limit", "-1"], "--time-limit"),
+                       (["--background", "1,1,3"], "--background"), (["--background", "1,1"], "--background")):
+        r = cli("fit", str(ds), "-o", str(tmp_path / "run"), *args)
+        assert r.returncode == 2 and flag in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    r = cli("fit", str(ds), "-o", str(tmp_path / "run"))  # -o is --out: the missing dataset is what fails
+    assert r.returncode != 0 and "--out" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_help_shows_path_placeholders(cli):
+    for cmd, words in (("render", ["-o, --out DIR", "--cameras FILE|DIR", "--size WxH"]),
+                       ("export", ["-o, --out FILE"]), ("fit", ["-o, --out DIR"])):
+        r = cli(cmd, "--help")
+        assert r.returncode == 0
+        for w in words:
+            assert w in r.stdout, (cmd, w)
 
 
 @pytest.mark.slow

@@ -115,3 +115,26 @@ def test_bad_inputs_raise_usage_error():
                               1.0, (5, 7), background=torch.tensor([0.1, 0.2, 0.3], dtype=D))
     assert out["rgb"].shape == (5, 7, 3) and torch.allclose(out["rgb"], torch.tensor([0.1, 0.2, 0.3], dtype=D))
     assert float(out["alpha"].abs().max()) == 0
+
+
+def test_render_memory_estimate_and_refusal(monkeypatch, tmp_path):
+    import pytest
+
+    from facet3d.core.errors import ResourceError
+    from facet3d.plugins.triangle_splatting.render import check_render_memory, render_memory, write_views
+
+    small, big = render_memory((100, 100)), render_memory((200, 200))
+    per_px = (big - small) / (200 * 200 - 100 * 100)
+    assert 250 < per_px < 600  # image buffers + ~2 covered pairs per pixel (see render.py)
+    assert render_memory((100, 100), shading="lambert") > small
+    assert render_memory((100, 100), n_triangles=10**6) > small + 10**8
+    monkeypatch.setenv("FACET3D_MEMORY_LIMIT", "1G")
+    with pytest.raises(ResourceError, match="20000x20000"):
+        check_render_memory((20000, 20000))
+    check_render_memory((64, 64))
+    tri = torch.tensor([[[-1.0, -1.0, 0.0], [1.0, -1.0, 0.0], [0.0, 1.0, 0.0]]])
+    scene = TriangleScene.from_triangles(tri)
+    cams = orbit_cameras((0, 0, 0), 5.0, 2, (20000, 20000))
+    with pytest.raises(ResourceError):
+        write_views(scene, cams, ["a", "b"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before anything is written
