@@ -70,12 +70,29 @@ def to_unit_colors(c: np.ndarray) -> np.ndarray:
     return c.astype(np.float32)
 
 
-def to_uint8_colors(c: np.ndarray) -> np.ndarray:
-    """float colours in [0, 1] (or uint8) -> uint8, rounded and clipped."""
+def to_uint8_colors(c: np.ndarray, target: str | None = None) -> np.ndarray:
+    """float colours in [0, 1] (or uint8) -> uint8, rounded and clipped.
+
+    target: the format being written; when given and the colours hold more than 8 bits per channel
+    (16-bit LAS colour, float colours), a Facet3DWarning says they were rounded to 8 bits.
+    """
     c = np.asarray(c)
     if c.dtype == np.uint8:
         return c
-    return np.clip(np.rint(c.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+    scaled = c.astype(np.float64) * 255.0
+    out = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    if target and scaled.size:
+        # float32 k/255 round trips within ~1e-5 of an integer: anything farther had finer levels
+        finer = np.abs(scaled - np.rint(scaled)) > 1e-3
+        if finer.any():
+            import warnings
+
+            from facet3d.core.errors import Facet3DWarning
+
+            warnings.warn(f"{target} stores 8-bit colour: colours with finer levels (e.g. 16-bit LAS colour) "
+                          f"were rounded to 8 bits per channel ({int(finer.any(axis=-1).sum())} of {len(c)} "
+                          "changed); write LAS or NPZ to keep them", Facet3DWarning, stacklevel=2)
+    return out
 
 
 def _looks_like_normals(a: np.ndarray) -> bool:

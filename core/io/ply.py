@@ -371,7 +371,7 @@ def write(path: str | Path, geom: Geometry, ascii: bool = False, **_: Any) -> No
     if geom.normals is not None:
         vcols += [(k, np.asarray(geom.normals)[:, i].astype(np.float32)) for i, k in enumerate(("nx", "ny", "nz"))]
     if geom.colors is not None:
-        c = to_uint8_colors(geom.colors)
+        c = to_uint8_colors(geom.colors, "PLY")
         vcols += [(k, c[:, i]) for i, k in enumerate(("red", "green", "blue", "alpha")[: c.shape[1]])]
     if geom.uv is not None:
         vcols += [("s", np.asarray(geom.uv)[:, 0].astype(np.float32)), ("t", np.asarray(geom.uv)[:, 1].astype(np.float32))]
@@ -380,7 +380,7 @@ def write(path: str | Path, geom: Geometry, ascii: bool = False, **_: Any) -> No
     faces = geom.faces if geom.faces is not None and len(geom.faces) else None
     if faces is not None:
         if geom.face_colors is not None:
-            c = to_uint8_colors(geom.face_colors)
+            c = to_uint8_colors(geom.face_colors, "PLY")
             fcols += [(k, c[:, i]) for i, k in enumerate(("red", "green", "blue", "alpha")[: c.shape[1]])]
         fcols += _columns(list(geom.face_attributes.items()))
     lines = ["ply", f"format {'ascii' if ascii else 'binary_little_endian'} 1.0", "comment written by facet3d"]

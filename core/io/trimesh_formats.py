@@ -245,9 +245,9 @@ def _to_trimesh(geom: Geometry) -> Any:
     if geom.uv is not None and geom.texture is not None:
         mesh.visual = trimesh.visual.TextureVisuals(uv=np.asarray(geom.uv), image=geom.texture)
     elif geom.colors is not None:
-        mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=to_uint8_colors(geom.colors))
+        mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=to_uint8_colors(geom.colors, "this mesh format"))
     elif geom.face_colors is not None and len(faces):
-        mesh.visual = trimesh.visual.ColorVisuals(mesh, face_colors=to_uint8_colors(geom.face_colors))
+        mesh.visual = trimesh.visual.ColorVisuals(mesh, face_colors=to_uint8_colors(geom.face_colors, "this mesh format"))
     return mesh
 
 
