@@ -10,6 +10,17 @@ import typer
 from facet3d.cli.console import out, print_json
 
 
+def _coordinate(x: float) -> str:
+    """Full precision without noise: the shortest repr of a float32 value when it is one (sweeps
+    stored as float32), else 15 significant digits (every digit a float64 holds of a decimal)."""
+    import numpy as np
+
+    x = float(x)
+    if np.isfinite(x) and float(np.float32(x)) == x:
+        return np.format_float_positional(np.float32(x), unique=True, trim="-")
+    return f"{x:.15g}"
+
+
 def _human(summary: dict[str, Any]) -> None:
     out.print(f"[bold]{summary['path']}[/]  ({summary['format']}, {summary['kind'].replace('_', ' ')})")
     skip = {"path", "format", "kind"}
@@ -17,9 +28,8 @@ def _human(summary: dict[str, Any]) -> None:
         if key in skip:
             continue
         if key == "bounds" and value:
-            # 15 significant digits: every digit a float64 holds of a decimal (survey coordinates), no noise
-            lo = ", ".join(f"{float(x):.15g}" for x in value["min"])
-            hi = ", ".join(f"{float(x):.15g}" for x in value["max"])
+            lo = ", ".join(_coordinate(x) for x in value["min"])
+            hi = ", ".join(_coordinate(x) for x in value["max"])
             out.print(f"  bounds: [{lo}] .. [{hi}]  (diagonal {float(value['diagonal']):.6g})")
         elif key == "metadata" and isinstance(value, dict):
             out.print("  metadata:")
