@@ -60,3 +60,31 @@ def run_batch(items: list[Any], action: Callable[[Any], Any], label: str) -> tup
     if failures and len(items) > 1:
         err.print(f"facet3d: {len(failures)} of {len(items)} file(s) failed")
     return results, failures
+
+
+def run_plan(plan: Any, out_dir: Path, action: Callable[[tuple[Path, Path]], dict], label: str,
+             json_out: bool) -> None:
+    """Run a planned folder job (`core.io.outputs.plan_outputs`) into ``out_dir`` and report it.
+
+    action(job) -> a JSON row for the written file (job = (input, output)). Says what --no-clobber
+    skipped, creates the output folders as they are needed (none is left empty), prints the summary
+    (and with ``json_out`` {"written", "skipped", "failed"}), and exits 1 when any input failed.
+    """
+    import typer
+
+    from facet3d.cli.console import print_json
+    from facet3d.core.io.outputs import output_folder
+
+    for path, target in plan.skipped:
+        err.print(f"facet3d: {target} exists, skipped {path} (--no-clobber)", markup=False, highlight=False,
+                  soft_wrap=True)
+    with output_folder(out_dir) as tree:
+        results, failures = run_batch([(p, tree.prepare(t)) for p, t in plan.jobs], action, label)
+    if json_out:
+        print_json({"written": results, "skipped": [{"input": str(p), "output": str(t)} for p, t in plan.skipped],
+                    "failed": [{"input": str(p), "error": m} for p, m in failures]})
+    skipped = f", skipped {len(plan.skipped)} existing" if plan.skipped else ""
+    failed = f", {len(failures)} failed" if failures else ""
+    err.print(f"facet3d: wrote {len(results)} file(s) to {out_dir}{skipped}{failed}")
+    if failures:
+        raise typer.Exit(1)

@@ -134,36 +134,22 @@ def _convert_file(src: Path, dst: Path, out_fmt: Optional[str], one, overwrite: 
 def _convert_folder(src: Path, dst: Path, to: Optional[str], one, recursive: bool, fmt: Optional[str],
                     overwrite: bool, no_clobber: bool, json_out: bool) -> None:
     """Every readable file of the folder ``src`` into the folder ``dst`` as format ``to``."""
-    from facet3d.cli.batch import gather_inputs, run_batch
-    from facet3d.core.io.outputs import output_folder, plan_outputs
+    from facet3d.cli.batch import gather_inputs, run_plan
+    from facet3d.core.io.api import output_format
+    from facet3d.core.io.outputs import plan_outputs
 
     if not to:
         raise UsageError("converting a folder needs --to FORMAT (e.g. --to ply)")
     if dst.exists() and not dst.is_dir():
         raise UsageError(f"{dst}: the input is a folder, so OUT must be a folder (this is a file)")
-    from facet3d.core.io.api import output_format
-
     spec, ext = output_format(to)
     listing = gather_inputs([str(src)], recursive=recursive, format=fmt)
     plan = plan_outputs(listing.files, dst, ext, listing.roots, overwrite, no_clobber)
-    for path, target in plan.skipped:
-        err.print(f"facet3d: {target} exists, skipped {path} (--no-clobber)", markup=False, highlight=False, soft_wrap=True)
-    with output_folder(dst) as tree:
-        results, failures = run_batch([(p, tree.prepare(t), spec) for p, t in plan.jobs], one, "convert")
-    if json_out:
-        print_json({"written": [{"input": str(p), "output": str(t)} for (p, t), r in zip(_ok(plan.jobs, failures), results)],
-                    "skipped": [{"input": str(p), "output": str(t)} for p, t in plan.skipped],
-                    "failed": [{"input": str(p), "error": m} for p, m in failures]})
-    skipped = f", skipped {len(plan.skipped)} existing" if plan.skipped else ""
-    failed = f", {len(failures)} failed" if failures else ""
-    err.print(f"facet3d: wrote {len(results)} file(s) to {dst}{skipped}{failed}")
-    if failures:
-        raise typer.Exit(1)
+    run_plan(plan, dst, lambda job: _row(one((*job, spec)), job[0]), "convert", json_out)
 
 
-def _ok(jobs: list[tuple[Path, Path]], failures: list[tuple[Path, str]]) -> list[tuple[Path, Path]]:
-    bad = {p for p, _ in failures}
-    return [(p, t) for p, t in jobs if p not in bad]
+def _row(written: Path, src: Path) -> dict:
+    return {"input": str(src), "output": str(written)}
 
 
 def register(app: typer.Typer) -> None:

@@ -49,9 +49,9 @@ def run(
       facet3d pipeline run scans/ -s voxel-down:voxel=0.005 -s normals -s normalize --out prepared/ -r
     """
     from facet3d.cli.api import reader_options
-    from facet3d.cli.batch import gather_inputs, run_batch
+    from facet3d.cli.batch import gather_inputs, run_plan
     from facet3d.core.io.api import output_format, read, write
-    from facet3d.core.io.outputs import output_folder, plan_outputs
+    from facet3d.core.io.outputs import plan_outputs
     from facet3d.core.pipeline import parse_step, run_steps
 
     if overwrite and no_clobber:
@@ -61,8 +61,6 @@ def run(
     options = reader_options(fmt, fields)
     listing = gather_inputs(inputs, recursive=recursive, format=fmt)
     plan = plan_outputs(listing.files, out_dir, ext, listing.roots, overwrite, no_clobber)
-    for path, target in plan.skipped:
-        err.print(f"facet3d: {target} exists, skipped {path} (--no-clobber)", markup=False, highlight=False, soft_wrap=True)
 
     def one(job: tuple[Path, Path]) -> dict:
         path, target = job
@@ -70,16 +68,7 @@ def run(
         write(target, geom, format=spec.name)
         return {"input": str(path), "output": str(target), "points": geom.num_points, "faces": geom.num_faces}
 
-    with output_folder(out_dir) as tree:
-        results, failures = run_batch([(p, tree.prepare(t)) for p, t in plan.jobs], one, "pipeline")
-    if json_out:
-        print_json({"ok": results, "skipped": [{"input": str(p), "output": str(t)} for p, t in plan.skipped],
-                    "failed": [{"input": str(p), "error": m} for p, m in failures]})
-    skipped = f", skipped {len(plan.skipped)} existing" if plan.skipped else ""
-    failed = f", {len(failures)} failed" if failures else ""
-    err.print(f"facet3d: wrote {len(results)} file(s) to {out_dir}{skipped}{failed}")
-    if failures:
-        raise typer.Exit(1)
+    run_plan(plan, out_dir, one, "pipeline", json_out)
 
 
 def register(app: typer.Typer) -> None:

@@ -69,8 +69,8 @@ def test_pipeline_run_steps_and_json_report(cli, sample_data, tmp_path):
             "-s", "normalize", "--out", str(tmp_path), "--json")
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
-    assert not report["failed"] and len(report["ok"]) == 2
-    for item in report["ok"]:
+    assert not report["failed"] and len(report["written"]) == 2
+    for item in report["written"]:
         g = read(item["output"])
         assert g.normals is not None
         radius = np.linalg.norm(g.vertices - (g.vertices.max(0) + g.vertices.min(0)) / 2, axis=1).max()
