@@ -247,6 +247,100 @@ def trisplat_case(N, H, W, per_vertex=False, compare=True, time_ref=True):
     return run
 
 
+# DFA3D reference sizes (BEVFormer-base + DFA3D): 6 views, 4 levels, 8 heads x 32, 112 bins, 10k queries, 8 points
+DFA3D_REF = dict(views=6, levels=[(116, 200), (58, 100), (29, 50), (15, 25)], heads=8, channels=32, bins=112,
+                 queries=10_000, points=8)
+DFA3D_DRY = dict(views=1, levels=[(6, 8), (3, 4)], heads=2, channels=5, bins=5, queries=6, points=2)
+
+
+def _dfa3d_inputs(sizes, dtype=torch.float32, seed=0):
+    from facet3d.kernels.dfa3d.bench import make_inputs
+
+    return make_inputs(sizes["views"], sizes["levels"], sizes["heads"], sizes["channels"], sizes["bins"],
+                       sizes["queries"], sizes["points"], device=DEV, dtype=dtype, seed=seed)
+
+
+def _dfa3d_grads(fn, args, **options):
+    """(output, the four input gradients) under a fixed random linear loss, and a closure timing that."""
+    value, dist, shapes, starts, loc, attn = args
+    leaves = [t.detach().clone().requires_grad_() for t in (value, dist, loc, attn)]
+    w = torch.randn(value.shape[0], loc.shape[1], value.shape[2] * value.shape[3], device=DEV,
+                    generator=torch.Generator(device=DEV).manual_seed(1)).to(value.dtype)
+
+    def step():
+        out = fn(leaves[0], leaves[1], shapes, starts, leaves[2], leaves[3], **options)
+        return out, torch.autograd.grad((out * w).sum(), leaves)
+    out, grads = step()
+    return out, grads, step
+
+
+def _rel(a, b):
+    return ((a.float() - b.float()).abs().max() / a.float().abs().max().clamp_min(1e-12)).item()
+
+
+_DFA3D_NAMES = ("value", "dist", "loc", "attn")
+
+
+def dfa3d_case(sizes, tag=""):
+    """Triton DFA3D vs the torch reference in float32: output, all four gradients (atomic and
+    deterministic backward), bitwise repeatability of the deterministic one; fwd and fwd+bwd timed."""
+    def run():
+        from facet3d.kernels.dfa3d.reference import dfa3d_torch
+        from facet3d.kernels.dfa3d.triton_impl import dfa3d_triton
+
+        args = _dfa3d_inputs(sizes)
+        o1, g1, step1 = _dfa3d_grads(dfa3d_triton, args)  # compiles
+        o0, g0, step0 = _dfa3d_grads(dfa3d_torch, args)
+        od, gd, stepd = _dfa3d_grads(dfa3d_triton, args, deterministic=True)
+        _, gd2, _ = _dfa3d_grads(dfa3d_triton, args, deterministic=True)
+        out_err = _rel(o0, o1)
+        grad_err = {n: _rel(a, b) for n, a, b in zip(_DFA3D_NAMES, g0, g1)}
+        det_err = {n: _rel(a, b) for n, a, b in zip(_DFA3D_NAMES, g0, gd)}
+        bitwise = all(torch.equal(a, b) for a, b in zip(gd, gd2)) and torch.equal(od, o1)
+        finite = all(torch.isfinite(g).all().item() for g in g1 + gd)
+        ok = out_err < 1e-5 and max(grad_err.values()) < 1e-4 and max(det_err.values()) < 1e-4 and bitwise and finite
+        with torch.no_grad():
+            t_tri = timed(lambda: dfa3d_triton(*args))
+            t_ref = timed(lambda: dfa3d_torch(*args), repeats=3)
+        t_tri_b = timed(step1)
+        t_det_b = timed(stepd)
+        t_ref_b = timed(step0, repeats=3)
+        return {"ok": ok, "ref_ms": t_ref_b * 1e3, "triton_ms": t_tri_b * 1e3, "ref_fwd_ms": t_ref * 1e3,
+                "triton_fwd_ms": t_tri * 1e3, "ref_fwdbwd_ms": t_ref_b * 1e3, "triton_fwdbwd_ms": t_tri_b * 1e3,
+                "triton_fwdbwd_det_ms": t_det_b * 1e3, "max_out_rel_err": out_err, "grad_rel_err": grad_err,
+                "det_grad_rel_err": det_err, "det_bitwise_repeatable": bitwise,
+                "detail": f"fwd {t_tri * 1e3:.2f} ms (ref {t_ref * 1e3:.1f}, {t_ref / t_tri:.1f}x); fwd+bwd "
+                          f"{t_tri_b * 1e3:.1f} ms, det {t_det_b * 1e3:.1f} ms; |dout| {out_err:.1e}, "
+                          f"|dg|rel {max(grad_err.values()):.1e}, det {max(det_err.values()):.1e}, bitwise {bitwise}"}
+    return run
+
+
+def dfa3d_half_case(sizes, dtype):
+    """float16 / bfloat16 inputs: the forward (and the gradients) against the float32 reference on
+    the same, rounded, inputs; outputs and gradients keep the input dtype."""
+    def run():
+        from facet3d.kernels.dfa3d.reference import dfa3d_torch
+        from facet3d.kernels.dfa3d.triton_impl import dfa3d_triton
+
+        args = _dfa3d_inputs(sizes, dtype)
+        args32 = [t.float() if t.is_floating_point() else t for t in args]
+        o1, g1, _ = _dfa3d_grads(dfa3d_triton, args)
+        o0, g0, _ = _dfa3d_grads(dfa3d_torch, args32)
+        out_err = _rel(o0, o1)
+        grad_err = {n: _rel(a, b) for n, a, b in zip(_DFA3D_NAMES, g0, g1)}
+        tol = 5e-3 if dtype == torch.float16 else 3e-2  # the output's own rounding dominates
+        dtypes_ok = o1.dtype == dtype and all(g.dtype == dtype for g in g1)
+        finite = all(torch.isfinite(g).all().item() for g in g1)
+        ok = out_err < tol and max(grad_err.values()) < 10 * tol and dtypes_ok and finite
+        with torch.no_grad():
+            t_tri = timed(lambda: dfa3d_triton(*args))
+        return {"ok": ok, "max_out_rel_err": out_err, "grad_rel_err": grad_err, "dtypes_ok": dtypes_ok,
+                "triton_fwd_ms": t_tri * 1e3,
+                "detail": f"|dout| {out_err:.1e} (tol {tol:.0e}), |dg|rel {max(grad_err.values()):.1e}, "
+                          f"dtypes {dtypes_ok}; fwd {t_tri * 1e3:.2f} ms"}
+    return run
+
+
 def dispatch_case():
     from facet3d.kernels.dispatch import pick
 
@@ -255,10 +349,11 @@ def dispatch_case():
     tris = rand(4, 3, 3) + torch.tensor([0.0, 0.0, 2.0], device=DEV)
     K = torch.eye(3, device=DEV)
     names = [pick("knn", q, q, 2, None, None)[0].name, pick("gather", q, idx)[0].name,
-             pick("trisplat", tris, K, rand(4, 3), rand(4), 1.0, (8, 8))[0].name]
+             pick("trisplat", tris, K, rand(4, 3), rand(4), 1.0, (8, 8))[0].name,
+             pick("dfa3d", *_dfa3d_inputs(DFA3D_DRY))[0].name]
     # On CUDA automatic dispatch must pick Triton; on the CPU dry run it must keep the CPU paths
     # (the interpreter is only used when asked for by name).
-    expected_auto = ["triton"] * 3 if not DRY else [n for n in names if n != "triton"]
+    expected_auto = ["triton"] * 4 if not DRY else [n for n in names if n != "triton"]
     forced = pick("knn", q, q, 2, None, None, backend="triton")[0].name
     return {"ok": names == expected_auto and forced == "triton", "detail": f"auto on {DEV}: {names}; forced: {forced}"}
 
@@ -332,6 +427,8 @@ def main() -> int:
         check("gather fp16 dry", gather_case(2, 50, 8, 4, 3, torch.float16))
         check("trisplat dry 24x40 N30", trisplat_case(30, 24, 40))
         check("trisplat dry per-vertex", trisplat_case(20, 24, 40, per_vertex=True))
+        check("dfa3d dry fp32 fwd+grads", dfa3d_case(DFA3D_DRY))
+        check("dfa3d dry fp16", dfa3d_half_case(DFA3D_DRY, torch.float16))
         check("fit dry 24px 4 views", fit_case(24, 4, 6))
     else:
         check("fit ts 128px 16 views 300 it", fit_case(128, 16, 300))
@@ -343,6 +440,10 @@ def main() -> int:
         check("fps B32 N2048 -> 512", fps_case(32, 2048, 512))
         check("gather B8 N16384 M4096 K32 C64", gather_case(8, 16384, 4096, 32, 64))
         check("gather fp16 B8 N4096 M1024 K16 C3", gather_case(8, 4096, 1024, 16, 3, torch.float16))
+        # dfa3d at the BEVFormer-base + DFA3D sizes (6 views, 4 levels, 112 bins, 10k queries)
+        check("dfa3d ref sizes fp32 fwd+grads", dfa3d_case(DFA3D_REF))
+        check("dfa3d ref sizes fp16", dfa3d_half_case(DFA3D_REF, torch.float16))
+        check("dfa3d ref sizes bf16", dfa3d_half_case(DFA3D_REF, torch.bfloat16))
         # trisplat: correctness at a moderate size, then timings (reference timed once when slow)
         check("trisplat 360x640 N50k", trisplat_case(50_000, 360, 640))
         check("trisplat 360x640 N50k per-vertex", trisplat_case(50_000, 360, 640, per_vertex=True))

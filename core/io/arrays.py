@@ -70,18 +70,19 @@ def to_unit_colors(c: np.ndarray) -> np.ndarray:
     return c.astype(np.float32)
 
 
-def to_uint8_colors(c: np.ndarray, target: str | None = None) -> np.ndarray:
+def to_uint8_colors(c: np.ndarray, target: str | None = None, source_bits: int | None = None) -> np.ndarray:
     """float colours in [0, 1] (or uint8) -> uint8, rounded and clipped.
 
-    target: the format being written; when given and the colours hold more than 8 bits per channel
-    (16-bit LAS colour, float colours), a Facet3DWarning says they were rounded to 8 bits.
+    target, source_bits: the format being written and the colour depth the source file declared
+    (e.g. ``meta["las_color_bits"]``); when the source held more than 8 bits and rounding changes
+    values, a Facet3DWarning says so. Computed colours (fits, renders) declare nothing: no warning.
     """
     c = np.asarray(c)
     if c.dtype == np.uint8:
         return c
     scaled = c.astype(np.float64) * 255.0
     out = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    if target and scaled.size:
+    if target and source_bits and source_bits > 8 and scaled.size:
         # float32 k/255 round trips within ~1e-5 of an integer: anything farther had finer levels
         finer = np.abs(scaled - np.rint(scaled)) > 1e-3
         if finer.any():
@@ -89,10 +90,16 @@ def to_uint8_colors(c: np.ndarray, target: str | None = None) -> np.ndarray:
 
             from facet3d.core.errors import Facet3DWarning
 
-            warnings.warn(f"{target} stores 8-bit colour: colours with finer levels (e.g. 16-bit LAS colour) "
-                          f"were rounded to 8 bits per channel ({int(finer.any(axis=-1).sum())} of {len(c)} "
-                          "changed); write LAS or NPZ to keep them", Facet3DWarning, stacklevel=2)
+            warnings.warn(f"{target} stores 8-bit colour: the source's {source_bits}-bit colours were rounded to "
+                          f"8 bits per channel ({int(finer.any(axis=-1).sum())} of {len(c)} changed); write LAS "
+                          "or NPZ to keep them", Facet3DWarning, stacklevel=2)
     return out
+
+
+def colour_bits(geom) -> int | None:
+    """The colour depth the source file declared (LAS: 8 or 16), if any."""
+    bits = geom.meta.get("las_color_bits") or geom.meta.get("color_bits")
+    return int(bits) if bits else None
 
 
 def _looks_like_normals(a: np.ndarray) -> bool:

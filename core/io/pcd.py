@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from facet3d.core.errors import Facet3DWarning
-from facet3d.core.io.arrays import IDENTITY_VIEWPOINT, note_nonfinite, to_uint8_colors, viewpoint_of
+from facet3d.core.io.arrays import IDENTITY_VIEWPOINT, colour_bits, note_nonfinite, to_uint8_colors, viewpoint_of
 from facet3d.core.io.record import Geometry
 
 _KEYS = ("VERSION", "FIELDS", "SIZE", "TYPE", "COUNT", "WIDTH", "HEIGHT", "VIEWPOINT", "POINTS", "DATA")
@@ -216,7 +216,7 @@ def _columns(geom: Geometry, double: bool) -> list[tuple[str, np.ndarray]]:
         nrm = np.asarray(geom.normals)
         cols += [(k, nrm[:, i].astype(_float_type(src, k, nrm, np.float32))) for i, k in enumerate(_NORMALS)]
     if geom.colors is not None:
-        c = to_uint8_colors(geom.colors, "PCD").astype(np.uint32)
+        c = to_uint8_colors(geom.colors, "PCD", colour_bits(geom)).astype(np.uint32)
         packed = (c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]
         if c.shape[1] == 4:
             cols.append(("rgba", packed | (c[:, 3] << 24)))

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from facet3d.core.io.arrays import (IDENTITY_VIEWPOINT, note_nonfinite, to_uint8_colors, to_unit_colors,
+from facet3d.core.io.arrays import (IDENTITY_VIEWPOINT, colour_bits, note_nonfinite, to_uint8_colors, to_unit_colors,
                                     viewpoint_of)
 from facet3d.core.io.record import Geometry
 
@@ -371,7 +371,7 @@ def write(path: str | Path, geom: Geometry, ascii: bool = False, **_: Any) -> No
     if geom.normals is not None:
         vcols += [(k, np.asarray(geom.normals)[:, i].astype(np.float32)) for i, k in enumerate(("nx", "ny", "nz"))]
     if geom.colors is not None:
-        c = to_uint8_colors(geom.colors, "PLY")
+        c = to_uint8_colors(geom.colors, "PLY", colour_bits(geom))
         vcols += [(k, c[:, i]) for i, k in enumerate(("red", "green", "blue", "alpha")[: c.shape[1]])]
     if geom.uv is not None:
         vcols += [("s", np.asarray(geom.uv)[:, 0].astype(np.float32)), ("t", np.asarray(geom.uv)[:, 1].astype(np.float32))]
@@ -380,7 +380,7 @@ def write(path: str | Path, geom: Geometry, ascii: bool = False, **_: Any) -> No
     faces = geom.faces if geom.faces is not None and len(geom.faces) else None
     if faces is not None:
         if geom.face_colors is not None:
-            c = to_uint8_colors(geom.face_colors, "PLY")
+            c = to_uint8_colors(geom.face_colors, "PLY", colour_bits(geom))
             fcols += [(k, c[:, i]) for i, k in enumerate(("red", "green", "blue", "alpha")[: c.shape[1]])]
         fcols += _columns(list(geom.face_attributes.items()))
     lines = ["ply", f"format {'ascii' if ascii else 'binary_little_endian'} 1.0", "comment written by facet3d"]

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from facet3d.core.io.arrays import note_nonfinite, to_uint8_colors, to_unit_colors
+from facet3d.core.io.arrays import colour_bits, note_nonfinite, to_uint8_colors, to_unit_colors
 from facet3d.core.io.record import Geometry
 
 _INLINE_COMMENT = re.compile(rb"(?m)(?<=\S)[ \t]+#[^\r\n]*")
@@ -245,9 +245,9 @@ def _to_trimesh(geom: Geometry) -> Any:
     if geom.uv is not None and geom.texture is not None:
         mesh.visual = trimesh.visual.TextureVisuals(uv=np.asarray(geom.uv), image=geom.texture)
     elif geom.colors is not None:
-        mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=to_uint8_colors(geom.colors, "this mesh format"))
+        mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=to_uint8_colors(geom.colors, "this mesh format", colour_bits(geom)))
     elif geom.face_colors is not None and len(faces):
-        mesh.visual = trimesh.visual.ColorVisuals(mesh, face_colors=to_uint8_colors(geom.face_colors, "this mesh format"))
+        mesh.visual = trimesh.visual.ColorVisuals(mesh, face_colors=to_uint8_colors(geom.face_colors, "this mesh format", colour_bits(geom)))
     return mesh
 
 

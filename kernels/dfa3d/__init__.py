@@ -4,9 +4,16 @@
 `deformable_attention_2d` is multi-scale deformable attention (Deformable DETR / mmcv) as the
 D = 1 case with a distribution of ones, through the same kernels.
 
-Backends (`BACKENDS`): ``torch`` (the fused-gather reference, `reference.py`, source of truth and
-CPU path); a Triton backend joins it in `triton_impl.py`. `naive.py` materialises the volume
-(tests and benchmarks only).
+Backends (`BACKENDS`): ``triton`` (CUDA, float32/float16/bfloat16; fused forward, backward with
+float32 atomics or, with ``deterministic=True``, a sorted atomics-free scatter; `triton_impl.py`)
+and ``torch`` (the fused-gather reference, `reference.py`, source of truth and CPU path).
+`naive.py` materialises the volume (tests and benchmarks only).
+
+Options (keyword, accepted by every backend so a call does not depend on which one runs):
+``deterministic`` (Triton: atomics-free bit-reproducible backward; default follows
+``torch.are_deterministic_algorithms_enabled()``; the torch backend ignores it: deterministic on
+CPU, on CUDA under ``torch.use_deterministic_algorithms(True)``) and
+``chunk`` (torch: queries per chunk; Triton ignores it).
 """
 
 from __future__ import annotations
@@ -20,7 +27,11 @@ __all__ = ["deformable_attention_3d", "deformable_attention_2d", "BACKENDS"]
 
 _M = "facet3d.kernels.dfa3d"
 
+# The dispatcher's records for this op: triton (CUDA) 100 > torch reference 0.
 BACKENDS = [
+    Backend(op="dfa3d", name="triton", impl=f"{_M}.triton_impl:dfa3d_triton", priority=100, devices=("cuda",),
+            dtypes=("float32", "float16", "bfloat16"), requires=("triton",), check=f"{_M}.triton_impl:check",
+            interpreter_ok=True),
     Backend(op="dfa3d", name="torch", impl=f"{_M}.reference:dfa3d_torch", priority=0),
 ]
 
@@ -65,6 +76,7 @@ def deformable_attention_3d(value: torch.Tensor, depth_dist: torch.Tensor, spati
     sampling_locations: Tensor # [B', Nq, M, L, P, 3] normalised (x, y, z) in [0, 1]; outside -> 0
     attention_weights: Tensor  # [B', Nq, M, L, P]
     backend: str               # force "torch" / "triton" (else FACET3D_BACKEND_DFA3D or the best)
+    **options                  # deterministic=bool (reproducible backward), chunk=int (torch: queries per chunk)
     returns: Tensor            # [B', Nq, M*Ch]; differentiable w.r.t. the four float inputs
     Pixel centres follow align_corners=False: x = u*W_l - 0.5, y = v*H_l - 0.5, z = d*D - 0.5.
     """
@@ -85,6 +97,7 @@ def deformable_attention_2d(value: torch.Tensor, spatial_shapes: torch.Tensor, l
     level_start_index: Tensor  # [L]
     sampling_locations: Tensor # [B, Nq, M, L, P, 2] normalised (x, y)
     attention_weights: Tensor  # [B, Nq, M, L, P]
+    **options                  # as for deformable_attention_3d (deterministic=, chunk=)
     returns: Tensor            # [B, Nq, M*Ch]
     A single depth bin of weight one sampled at its centre (z = 0.5) leaves exactly the bilinear term.
     """

@@ -63,19 +63,20 @@ def _corner_terms(loc: torch.Tensor, shapes: torch.Tensor, starts: torch.Tensor)
     return rows_t, w_t, flat(z_lo), flat(z_hi), flat(fz), flat(lo_ok), flat(hi_ok)
 
 
-def _chunk(value_bm: torch.Tensor, dist_bm: torch.Tensor, shapes: torch.Tensor, starts: torch.Tensor,
+def _chunk(value_bm: torch.Tensor, dist_flat: torch.Tensor, shapes: torch.Tensor, starts: torch.Tensor,
            loc: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-    """One chunk of queries. value_bm [B, M, S, C], dist_bm [B, M, S*D] (row-major S, D),
-    loc [B, M, Q, L, P, 3], attn [B, M, Q, L, P] -> [B, M, Q, C]."""
+    """One chunk of queries. value_bm [B, M, S, C] (a view), dist_flat [B, S*M*D] (depth_dist's own
+    row-major layout, not copied), loc [B, M, Q, L, P, 3], attn [B, M, Q, L, P] -> [B, M, Q, C]."""
     B, M, S, C = value_bm.shape
     Q, L, P = loc.shape[2:5]
     rows, w, z_lo, z_hi, fz, lo_ok, hi_ok = _corner_terms(loc, shapes, starts)
-    D = dist_bm.shape[-1] // max(S, 1)
+    D = dist_flat.shape[-1] // max(S * M, 1)
     # depth scores of each corner: rows are per corner, the bin pair per sample (shared by its 4 corners)
     per_corner = lambda t: t.expand(-1, -1, -1, -1, 4).reshape(B, M, Q, L * P * 4)  # noqa: E731
-    base = rows * D
-    d_lo = torch.gather(dist_bm, 2, (base + per_corner(z_lo)).reshape(B, M, -1)).reshape(rows.shape)
-    d_hi = torch.gather(dist_bm, 2, (base + per_corner(z_hi)).reshape(B, M, -1)).reshape(rows.shape)
+    heads = torch.arange(M, device=rows.device).view(1, M, 1, 1)
+    base = (rows * M + heads) * D  # flat index of Dist[b, row, m, 0]
+    d_lo = torch.gather(dist_flat, 1, (base + per_corner(z_lo)).reshape(B, -1)).reshape(rows.shape)
+    d_hi = torch.gather(dist_flat, 1, (base + per_corner(z_hi)).reshape(B, -1)).reshape(rows.shape)
     fzc = per_corner(fz)
     score = (1 - fzc) * d_lo * per_corner(lo_ok) + fzc * d_hi * per_corner(hi_ok)
     a = attn.reshape(B, M, Q, L * P, 1).expand(-1, -1, -1, -1, 4).reshape(B, M, Q, L * P * 4)
@@ -92,7 +93,8 @@ def query_chunk(B: int, M: int, L: int, P: int, C: int, itemsize: int, budget: i
 
 def dfa3d_torch(value: torch.Tensor, depth_dist: torch.Tensor, spatial_shapes: torch.Tensor,
                 level_start_index: torch.Tensor, sampling_locations: torch.Tensor,
-                attention_weights: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+                attention_weights: torch.Tensor, chunk: int | None = None,
+                deterministic: bool | None = None) -> torch.Tensor:
     """value: Tensor               # [B', S, M, Ch]
     depth_dist: Tensor             # [B', S, M, D] (softmaxed over D; any non-negative weights work)
     spatial_shapes: Tensor         # [L, 3] int64 rows (H_l, W_l, D)
@@ -100,6 +102,9 @@ def dfa3d_torch(value: torch.Tensor, depth_dist: torch.Tensor, spatial_shapes: t
     sampling_locations: Tensor     # [B', Nq, M, L, P, 3] normalised (x, y, z) in [0, 1]
     attention_weights: Tensor      # [B', Nq, M, L, P]
     chunk: int                     # queries per chunk (default from CHUNK_BYTES)
+    deterministic: bool            # accepted for option compatibility with the Triton backend, ignored:
+                                   # the backward is deterministic on CPU; on CUDA its gather backward
+                                   # (scatter_add) is only under torch.use_deterministic_algorithms(True)
     returns: Tensor                # [B', Nq, M*Ch] in value's dtype (computed in fp32 for fp16/bf16)
     """
     B, S, M, C = value.shape
@@ -107,7 +112,8 @@ def dfa3d_torch(value: torch.Tensor, depth_dist: torch.Tensor, spatial_shapes: t
     low = value.dtype in (torch.float16, torch.bfloat16)
     work = torch.float32 if low else value.dtype
     value_bm = value.to(work).permute(0, 2, 1, 3)  # [B, M, S, C]
-    dist_bm = depth_dist.to(work).permute(0, 2, 1, 3).reshape(B, M, -1)  # [B, M, S*D]
+    # [B, S*M*D] in depth_dist's own layout: a view (a permuted copy would be the largest tensor here)
+    dist_flat = depth_dist.to(work).reshape(B, -1)
     loc = sampling_locations.to(work).permute(0, 2, 1, 3, 4, 5)  # [B, M, Nq, L, P, 3]
     attn = attention_weights.to(work).permute(0, 2, 1, 3, 4)  # [B, M, Nq, L, P]
     shapes, starts = spatial_shapes.to(torch.int64), level_start_index.to(torch.int64)
@@ -117,7 +123,7 @@ def dfa3d_torch(value: torch.Tensor, depth_dist: torch.Tensor, spatial_shapes: t
         return value.new_zeros((B, 0, M * C))
     pieces = []
     for q0 in range(0, Nq, step):
-        args = (value_bm, dist_bm, shapes, starts, loc[:, :, q0:q0 + step], attn[:, :, q0:q0 + step])
+        args = (value_bm, dist_flat, shapes, starts, loc[:, :, q0:q0 + step], attn[:, :, q0:q0 + step])
         if grad and Nq > step:
             pieces.append(checkpoint(_chunk, *args, use_reentrant=False))
         else:

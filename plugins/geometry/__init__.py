@@ -52,6 +52,8 @@ def facet3d_benchmarks() -> list[Benchmark]:
                   "facet3d.kernels.gather.bench:run"),
         Benchmark("trisplat", "triangle-splatting rasterizer (soft, one view): every backend vs the torch reference",
                   "facet3d.kernels.trisplat.bench:run"),
+        Benchmark("dfa3d", "3D deformable attention: fused vs materialised-volume memory, 3D vs 2D time, "
+                  "Triton vs the torch reference (CUDA)", "facet3d.kernels.dfa3d.bench:run"),
         Benchmark("read-ply", "facet3d's PLY read + info summary vs open3d.io.read_point_cloud (1M points)",
                   "facet3d.plugins.geometry.bench:read_ply"),
         Benchmark("info-ply", "`facet3d info` on a 1M-point binary PLY vs a Python process reading it with open3d",

@@ -39,3 +39,13 @@ def test_8_bit_colour_to_ply_is_silent(cli, tmp_path):
     las.write(tmp_path / "c8.las")
     r = cli("convert", str(tmp_path / "c8.las"), str(tmp_path / "c.ply"))
     assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+
+
+def test_computed_colours_round_silently(tmp_path, recwarn):
+    """Colours a fit or a render computed declare no depth: rounding them to 8 bits is no loss to report."""
+    from facet3d.core.io.api import write
+    from facet3d.core.io.record import Geometry
+
+    g = Geometry(vertices=np.random.default_rng(0).random((20, 3)), colors=np.random.default_rng(1).random((20, 3)).astype(np.float32))
+    write(tmp_path / "c.ply", g)
+    assert not [w for w in recwarn if "8-bit" in str(w.message)]
