@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from facet3d.core.errors import CheckpointError
 
@@ -86,3 +86,27 @@ def save_safetensors(state_dict: dict[str, Any], path: str | os.PathLike[str], m
     with atomic_output(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     return Path(path)
+
+
+def check_state_dict(expected: Mapping[str, Any], state_dict: Mapping[str, Any], where: str, what: str) -> None:
+    """One-line CheckpointError unless ``state_dict`` has exactly the keys and shapes of ``expected``.
+
+    expected: the model's ``state_dict()`` (or any name -> tensor / shape mapping)
+    where: the file, named first in the message; what: the architecture, e.g. "this VGGT architecture"
+    The message counts and names the first missing and unexpected keys, or the first shape that differs.
+    """
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first: {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first: {', '.join(unexpected[:3])})")
+        raise CheckpointError(f"{where}: not a checkpoint of {what}: keys {'; '.join(parts)}")
+    shape = lambda v: tuple(getattr(v, "shape", v))  # noqa: E731
+    bad = [k for k, v in expected.items() if shape(state_dict[k]) != shape(v)]
+    if bad:
+        k = bad[0]
+        raise CheckpointError(f"{where}: not a checkpoint of {what}: {len(bad)} tensor shape(s) differ "
+                              f"(first: {k} {shape(state_dict[k])}, the model {shape(expected[k])})")

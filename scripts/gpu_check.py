@@ -409,6 +409,35 @@ def fit_case(size, views, iters):
     return run
 
 
+def fastvggt_case(frames):
+    """Full VGGT-1B (random weights, bf16, heads fp32) merged vs unmerged at `frames` on DEV; the dry run uses
+    the tiny config's aggregator on CPU. ok = every size ran (or ran out of memory unmerged only) and merging
+    is not slower at the largest size."""
+    def run():
+        from facet3d.plugins.fastvggt import bench as fvb
+
+        if DRY:
+            r = fvb.aggregator(repeats=1, device="cpu", frames=frames[-1], config="tiny", height=28, width=42)
+            return {"ok": len(r.timings) == 2, "detail": "; ".join(r.notes)}
+        rows = fvb.full_model_cuda(frames=tuple(frames), repeats=1, log=None)
+        by = {(r["frames"], r["mode"]): r for r in rows}
+        parts, ok = [], True
+        for S in frames:
+            u, m = by[(S, "unmerged")], by[(S, "merged")]
+            if "error" in m:
+                ok = False
+            if "seconds" in u and "seconds" in m:
+                parts.append(f"S={S}: {u['seconds']:.1f} s / {u['peak_gib']:.1f} GiB -> {m['seconds']:.1f} s / "
+                             f"{m['peak_gib']:.1f} GiB ({u['seconds'] / m['seconds']:.2f}x)")
+            else:
+                parts.append(f"S={S}: unmerged {u.get('error', 'ok')[:40]}, merged {m.get('seconds', m.get('error'))}")
+        last = by[(frames[-1], "unmerged")], by[(frames[-1], "merged")]
+        if all("seconds" in r for r in last):
+            ok = ok and last[1]["seconds"] <= last[0]["seconds"]
+        return {"ok": ok, "rows": rows, "detail": "; ".join(parts)}
+    return run
+
+
 def main() -> int:
     if not DRY and not torch.cuda.is_available():
         print("no CUDA device: nothing to check (--dry-run tests this script on CPU)")
@@ -430,6 +459,7 @@ def main() -> int:
         check("dfa3d dry fp32 fwd+grads", dfa3d_case(DFA3D_DRY))
         check("dfa3d dry fp16", dfa3d_half_case(DFA3D_DRY, torch.float16))
         check("fit dry 24px 4 views", fit_case(24, 4, 6))
+        check("fastvggt dry tiny aggregator", fastvggt_case([3]))
     else:
         check("fit ts 128px 16 views 300 it", fit_case(128, 16, 300))
         check("knn B8 N16384 M4096 k16", knn_case(8, 16384, 4096, 16))
@@ -453,6 +483,8 @@ def main() -> int:
         else:
             check("trisplat 720x1280 N1M (triton only)", trisplat_case(1_000_000, 720, 1280, compare=False,
                                                                        time_ref=False))
+    if not DRY:  # last: FastVGGT's full VGGT-1B merged vs unmerged (a few minutes on an H100-class GPU)
+        check("fastvggt vggt-1b 100/300/500 frames", fastvggt_case([100, 300, 500]))
     total = time.perf_counter() - T0
     print(f"total {total:.1f} s; {sum(r.get('ok', False) for r in ROWS)}/{len(ROWS)} ok")
     out = os.environ.get("OUT")

@@ -64,3 +64,18 @@ def test_garbage_and_missing_files(tmp_path):
     junk.write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError):
         load_checkpoint(junk)
+
+
+def test_check_state_dict_names_the_first_mismatches():
+    import torch
+
+    from facet3d.core.checkpoints import check_state_dict
+    from facet3d.core.errors import CheckpointError
+
+    model = {"a.weight": torch.zeros(2, 3), "b.bias": torch.zeros(4)}
+    check_state_dict(model, {"a.weight": torch.ones(2, 3), "b.bias": torch.ones(4)}, "m.pt", "this net")
+    with pytest.raises(CheckpointError, match=r"m.pt: not a checkpoint of this net: keys 1 missing \(first: b.bias\); "
+                                              r"1 unexpected \(first: c\)"):
+        check_state_dict(model, {"a.weight": torch.ones(2, 3), "c": torch.ones(1)}, "m.pt", "this net")
+    with pytest.raises(CheckpointError, match=r"1 tensor shape\(s\) differ \(first: a.weight \(3, 2\), the model \(2, 3\)\)"):
+        check_state_dict(model, {"a.weight": torch.ones(3, 2), "b.bias": torch.ones(4)}, "m.pt", "this net")

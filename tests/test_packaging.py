@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[1]  # not `from conftest import`: sub-folders have their own conftest
 
 
 def test_every_package_is_listed_in_pyproject():

@@ -170,7 +170,7 @@ def load_encoder(path: str | os.PathLike[str]) -> tuple[LiftingEncoder, dict[str
     """Load a checkpoint written by `save_encoder`; returns (model in eval mode, sidecar meta).
 
     CheckpointError (one line) when the file, its sidecar or the tensors do not match."""
-    from facet3d.core.checkpoints import load_checkpoint
+    from facet3d.core.checkpoints import check_state_dict, load_checkpoint
 
     p = Path(path)
     if p.suffix == ".json":
@@ -192,16 +192,7 @@ def load_encoder(path: str | os.PathLike[str]) -> tuple[LiftingEncoder, dict[str
     except (UsageError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{side}: config does not build an encoder ({exc})") from None
     sd = load_checkpoint(p)
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    if missing or unexpected:
-        raise CheckpointError(f"{p}: keys do not match the config ({len(missing)} missing, e.g. {missing[:2]}; "
-                              f"{len(unexpected)} unexpected, e.g. {unexpected[:2]})")
-    bad = [k for k, v in own.items() if tuple(sd[k].shape) != tuple(v.shape)]
-    if bad:
-        raise CheckpointError(f"{p}: {len(bad)} tensor shapes differ from the config (first: {bad[0]} "
-                              f"{tuple(sd[bad[0]].shape)} vs {tuple(own[bad[0]].shape)})")
+    check_state_dict(model.state_dict(), sd, str(p), "this lifting encoder config")
     model.load_state_dict(sd, strict=True)
     return model.eval(), {k: v for k, v in info.items() if k != "config"} | {"config": cfg}
 

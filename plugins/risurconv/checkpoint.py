@@ -70,19 +70,9 @@ def _default_names(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 def _strict_load(model: nn.Module, sd: Mapping[str, Any], where: str) -> None:
     """load_state_dict(strict=True), with a one-line CheckpointError naming the first mismatches."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    unexpected = [k for k in sd if k not in own]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (first: {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (first: {', '.join(unexpected[:3])})")
-        raise CheckpointError(f"{where}: keys do not match the RISurConv config: {'; '.join(parts)}")
-    bad = [f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if tuple(sd[k].shape) != tuple(v.shape)]
-    if bad:
-        raise CheckpointError(f"{where}: {len(bad)} tensor shapes differ from the config (first: {bad[0]})")
+    from facet3d.core.checkpoints import check_state_dict
+
+    check_state_dict(model.state_dict(), sd, where, "this RISurConv config")
     model.load_state_dict(dict(sd), strict=True)
 
 
