@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from facet3d.plugins.triangle_splatting.render import orbit_cameras, render
 from facet3d.plugins.triangle_splatting.scene import TriangleScene
 
 FUZE = "meshes/fuze.obj"
+SAMPLE_DATA = Path(__file__).resolve().parents[2] / "sample_data"  # not via `conftest`: sub-folders have their own
 LEGO = "multiview/nerf_synthetic_lego_200px"
 
 
@@ -65,7 +67,7 @@ def test_lego_blender(lego):
 
 # ---------------------------------------------------------------------------------------- synthetic
 def _orbit(n=6, size=(40, 56)):
-    g = read(__import__("conftest").SAMPLE_DATA / FUZE)
+    g = read(SAMPLE_DATA / FUZE)
     lo, hi = g.vertices.min(0), g.vertices.max(0)
     cams = orbit_cameras((lo + hi) / 2, 2.2 * float(np.linalg.norm(hi - lo)) / 2, n, size, fov=70)
     return g, cams
