@@ -39,7 +39,8 @@ import torch
 from facet3d.core.errors import InputError, UsageError
 from facet3d.core.progress import LogFn, ProgressFn, say, tick
 from facet3d.plugins.dfa3d.depth import DepthBins, depth_to_distribution, fill_depth, splat_depth
-from facet3d.plugins.dfa3d.scenes import Scene, load_feature_maps, read_depth_map, read_image, read_points, target_size
+from facet3d.core.io.images import read_depth, read_rgb
+from facet3d.plugins.dfa3d.scenes import Scene, load_feature_maps, read_points, target_size
 
 __all__ = ["LiftOptions", "Grid", "default_grid", "LiftResult", "lift_points", "run_lift", "make_grid", "distribution_peak",
            "display_colors"]
@@ -176,7 +177,7 @@ def _feature_maps(scene: Scene, opts: LiftOptions) -> tuple[list[Any], str, list
     """Per camera: a loader of the [h, w, C] float32 map; kind; channel names."""
     if opts.features == "colors":
         sizes = [target_size(int(h), int(w), opts.max_size) for h, w in scene.cameras.image_size.tolist()]
-        loaders = [(lambda p=p, s=s: read_image(p, s)) for p, s in zip(scene.image_paths, sizes)]
+        loaders = [(lambda p=p, s=s: read_rgb(p, s)) for p, s in zip(scene.image_paths, sizes)]
         return loaders, "colors", ["red", "green", "blue"]
     maps, kind = load_feature_maps(opts.features, scene)
     if kind == "labels":
@@ -254,7 +255,7 @@ def camera_distribution(scene: Scene, cam_index: int, h: int, w: int, kind: str,
         cam = scene.cameras[cam_index].resized(h, w).to(dev)
         depth = splat_depth(lidar, cam, h, w)[0]
     else:
-        depth = torch.from_numpy(_resize_nearest(read_depth_map(depth_paths[cam_index]), h, w)).to(dev)
+        depth = torch.from_numpy(_resize_nearest(read_depth(depth_paths[cam_index]), h, w)).to(dev)
     radius = opts.fill if opts.fill is not None else max(1.0, 0.01 * max(h, w))
     gap = opts.gap if opts.gap is not None else 0.08 * h
     if kind == "lidar":

@@ -34,13 +34,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from facet3d.core.errors import InputError, UsageError
+from facet3d.core.io.images import DEPTH_EXTENSIONS
 
-__all__ = ["Scene", "load_scene", "detect_layout", "read_image", "read_depth_map", "load_feature_maps",
+__all__ = ["Scene", "load_scene", "detect_layout", "load_feature_maps",
            "read_points", "LAYOUTS"]
 
 LAYOUTS = ("auto", "nuscenes", "kitti", "plain")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-DEPTH_EXTS = (".npy", ".png", ".tif", ".tiff")
+DEPTH_EXTS = DEPTH_EXTENSIONS
 NUSCENES_GRID = (-51.2, 51.2, -51.2, 51.2, -5.0, 3.0)
 KITTI_GRID = (0.0, 70.4, -40.0, 40.0, -3.0, 1.0)
 
@@ -109,43 +110,6 @@ def target_size(height: int, width: int, max_size: int | None) -> tuple[int, int
         return height, width
     s = max_size / max(height, width)
     return max(1, round(height * s)), max(1, round(width * s))
-
-
-def read_image(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
-    """An image as float32 ``[H, W, 3]`` in [0, 1] (RGB), box-resampled to ``size`` = (h, w) if given."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if size is not None and (im.size[1], im.size[0]) != tuple(size):
-                im = im.resize((size[1], size[0]), Image.Resampling.BOX)
-            return np.asarray(im, dtype=np.float32) / 255.0
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the image ({type(exc).__name__}: {exc})") from None
-
-
-def read_depth_map(path: Path) -> np.ndarray:
-    """A depth map as float32 ``[H, W]`` metres (0 = none): ``.npy`` metres, 16-bit PNG millimetres,
-    float TIFF metres. Non-finite and negative values become 0."""
-    p = Path(path)
-    try:
-        if p.suffix.lower() == ".npy":
-            d = np.load(p, allow_pickle=False)
-        else:
-            from PIL import Image
-
-            with Image.open(p) as im:
-                d = np.asarray(im)
-            if d.dtype == np.uint16 or (d.dtype.kind in "iu" and p.suffix.lower() == ".png"):
-                d = d.astype(np.float32) / 1000.0
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{p}: cannot read the depth map ({type(exc).__name__}: {exc})") from None
-    d = np.squeeze(np.asarray(d, dtype=np.float32))
-    if d.ndim != 2:
-        raise InputError(f"{p}: a depth map must be 2-d [H, W], got shape {d.shape}")
-    d = np.where(np.isfinite(d) & (d > 0), d, 0.0).astype(np.float32)
-    return d
 
 
 def find_file(folder: Path, stem: str, exts: Sequence[str]) -> Path | None:

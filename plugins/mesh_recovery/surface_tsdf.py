@@ -28,13 +28,14 @@ from typing import Any, Callable
 import numpy as np
 
 from facet3d.core.errors import GeometryError, InputError, UsageError
+from facet3d.core.io.images import DEPTH_EXTENSIONS, read_depth
 from facet3d.core.io.record import Geometry
 
 from ._common import quiet_open3d
 
-__all__ = ["load_cameras", "load_depth", "find_frames", "fuse_depth", "render_depth_maps", "tsdf_memory", "DEPTH_EXTS"]
+__all__ = ["load_cameras", "find_frames", "fuse_depth", "render_depth_maps", "tsdf_memory", "DEPTH_EXTS"]
 
-DEPTH_EXTS = (".npy", ".png", ".tif", ".tiff")
+DEPTH_EXTS = DEPTH_EXTENSIONS
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DEFAULT_RESOLUTION = 160   # voxels across the scene's widest side (dense grid: cost ~ resolution^3)
 MAX_RESOLUTION = 512
@@ -71,30 +72,6 @@ def _key(name: str, suffixes: tuple[str, ...] = ("_depth",)) -> str:
     low = stem.lower()
     cut = max(low.rfind(sfx) for sfx in suffixes)
     return stem[:cut] if cut > 0 else stem
-
-
-def load_depth(path: Path, depth_scale: float | None = None) -> np.ndarray:
-    """Depth ``[H, W]`` float32 in scene units (0 where invalid)."""
-    try:
-        if path.suffix.lower() == ".npy":
-            d = np.load(path, allow_pickle=False).astype(np.float32)
-            scale = depth_scale or 1.0
-        else:
-            from PIL import Image
-
-            with Image.open(path) as im:
-                d = np.asarray(im)
-            scale = depth_scale or (1000.0 if np.issubdtype(d.dtype, np.integer) else 1.0)
-            d = d.astype(np.float32)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read depth ({type(exc).__name__}: {exc})") from exc
-    if d.ndim == 3 and d.shape[2] >= 1:
-        d = d[..., 0]
-    if d.ndim != 2:
-        raise InputError(f"{path}: depth must be one channel [H, W], got shape {d.shape}")
-    d = d / np.float32(scale)
-    d[~np.isfinite(d) | (d <= 0)] = 0.0
-    return d
 
 
 def find_frames(depth_dir: str | Path, cameras, color_dir: str | Path | None = None) -> list[tuple[int, Path, Path | None]]:
@@ -152,7 +129,7 @@ def fuse_depth(depth_dir: str | Path, cameras, *, color_dir: str | Path | None =
     frames = find_frames(depth_dir, cameras, color_dir)
     depths, skipped = {}, []
     for i, dpath, _ in frames:
-        d = load_depth(dpath, depth_scale)
+        d = read_depth(dpath, depth_scale)
         if cameras.image_size is not None and tuple(d.shape) != (int(cameras.height[i]), int(cameras.width[i])):
             raise InputError(f"cameras do not match the images: {dpath.name} is {d.shape[1]}x{d.shape[0]} but camera "
                              f"'{cameras.names[i]}' is {int(cameras.width[i])}x{int(cameras.height[i])}")

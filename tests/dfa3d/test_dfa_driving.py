@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 from facet3d.core.errors import InputError
 from facet3d.plugins.dfa3d.lift import LiftOptions, lift_points
-from facet3d.plugins.dfa3d.scenes import load_scene, read_image, target_size
+from facet3d.core.io.images import read_rgb
+from facet3d.plugins.dfa3d.scenes import load_scene, target_size
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def direct_colours(scene, pts: torch.Tensor, max_size: int, weights: torch.Tenso
     wsum = torch.zeros(len(pts), dtype=torch.float64)
     for i in range(len(scene.cameras)):
         h, w = target_size(int(scene.cameras.height[i]), int(scene.cameras.width[i]), max_size)
-        img = torch.from_numpy(read_image(scene.image_paths[i], (h, w))).double()
+        img = torch.from_numpy(read_rgb(scene.image_paths[i], (h, w))).double()
         cam = scene.cameras[i].resized(h, w)
         px, z = cam.project(pts)
         grid = torch.stack([(px[0, :, 0] + 0.5) / w * 2 - 1, (px[0, :, 1] + 0.5) / h * 2 - 1], -1)
