@@ -110,3 +110,49 @@ def check_state_dict(expected: Mapping[str, Any], state_dict: Mapping[str, Any],
         k = bad[0]
         raise CheckpointError(f"{where}: not a checkpoint of {what}: {len(bad)} tensor shape(s) differ "
                               f"(first: {k} {shape(state_dict[k])}, the model {shape(expected[k])})")
+
+
+# -- facet3d's own format: MODEL.safetensors (the tensors) + MODEL.json (the config that builds it)
+
+def sidecar_of(path: str | os.PathLike[str]) -> Path:
+    """The JSON sidecar beside a ``.safetensors`` checkpoint."""
+    return Path(path).with_suffix(".json")
+
+
+def save_with_sidecar(state_dict: dict[str, Any], path: str | os.PathLike[str], info: Mapping[str, Any],
+                      metadata: dict[str, Any] | None = None) -> Path:
+    """``path`` (``.safetensors`` appended when missing) and its ``.json`` sidecar ``info``, each atomic.
+
+    The tensors are written before the sidecar, which names their config. Returns the tensors' path.
+    """
+    from facet3d.core.io.api import atomic_output
+
+    p = Path(path)
+    if p.suffix != ".safetensors":
+        p = p.with_name(p.name + ".safetensors")
+    save_safetensors(state_dict, p, metadata=metadata)
+    with atomic_output(sidecar_of(p)) as tmp:
+        tmp.write_text(json.dumps(dict(info), indent=1, sort_keys=True, default=str))
+    return p
+
+
+def read_sidecar(path: str | os.PathLike[str], what: str) -> tuple[Path, dict[str, Any]]:
+    """``MODEL.safetensors`` (or its ``.json``) -> (tensors path, sidecar with a ``"config"`` dict).
+
+    what: the model in words for the messages, e.g. ``"RISurConv"``. One-line CheckpointError for a
+    missing file or sidecar, or a sidecar without a config.
+    """
+    p = Path(path)
+    if p.suffix == ".json":
+        p = p.with_suffix(".safetensors")
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such checkpoint file" if not p.exists() else f"{p}: is not a file")
+    side = sidecar_of(p)
+    if not side.is_file():
+        raise CheckpointError(f"{p}: missing its sidecar {side.name} (the {what} config)")
+    try:
+        info = json.loads(side.read_text())
+        info["config"] = dict(info["config"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{side}: not a {what} sidecar ({type(exc).__name__}: {exc})") from None
+    return p, info

@@ -13,9 +13,20 @@ import numpy as np
 
 from facet3d.core.errors import InputError
 
-__all__ = ["read_rgb", "read_depth", "DEPTH_EXTENSIONS"]
+__all__ = ["image_size", "read_rgb", "read_depth", "DEPTH_EXTENSIONS"]
 
 DEPTH_EXTENSIONS = (".npy", ".png", ".tif", ".tiff")
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of an image file, from its header (the pixels are not decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.size[1], im.size[0]
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the image ({type(exc).__name__}: {exc})") from None
 
 
 def read_rgb(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:

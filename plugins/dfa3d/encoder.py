@@ -11,7 +11,6 @@ Checkpoints: ``MODEL.safetensors`` (state dict, via core `save_safetensors`) + `
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -143,48 +142,26 @@ def build_encoder(config: str | Mapping[str, Any] = "tiny", **overrides: Any) ->
     return LiftingEncoder(**cfg)
 
 
-def _sidecar(path: Path) -> Path:
-    return path.with_suffix(".json")
-
-
 def save_encoder(model: LiftingEncoder, path: str | os.PathLike[str], meta: Mapping[str, Any] | None = None) -> Path:
     """``path`` (.safetensors) + ``.json`` sidecar (config and ``meta``), each written atomically."""
-    from facet3d.core.checkpoints import save_safetensors
-    from facet3d.core.io.api import atomic_output
+    from facet3d.core.checkpoints import save_with_sidecar
 
-    p = Path(path)
-    if p.suffix != ".safetensors":
-        p = p.with_name(p.name + ".safetensors")
     cfg = getattr(model, "config", None)
     if cfg is None:
         raise CheckpointError("save_encoder needs a LiftingEncoder (it has no .config)")
     info: dict[str, Any] = dict(meta or {})
     info.update(format=SIDE_FORMAT, config=cfg)
-    save_safetensors(model.state_dict(), p, metadata={"format": SIDE_FORMAT, "config": cfg})
-    with atomic_output(_sidecar(p)) as tmp:
-        tmp.write_text(json.dumps(info, indent=1, sort_keys=True, default=str))
-    return p
+    return save_with_sidecar(model.state_dict(), path, info, metadata={"format": SIDE_FORMAT, "config": cfg})
 
 
 def load_encoder(path: str | os.PathLike[str]) -> tuple[LiftingEncoder, dict[str, Any]]:
     """Load a checkpoint written by `save_encoder`; returns (model in eval mode, sidecar meta).
 
     CheckpointError (one line) when the file, its sidecar or the tensors do not match."""
-    from facet3d.core.checkpoints import check_state_dict, load_checkpoint
+    from facet3d.core.checkpoints import check_state_dict, load_checkpoint, read_sidecar, sidecar_of
 
-    p = Path(path)
-    if p.suffix == ".json":
-        p = p.with_suffix(".safetensors")
-    side = _sidecar(p)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: no such checkpoint file")
-    if not side.is_file():
-        raise CheckpointError(f"{p}: missing its sidecar {side.name} (the encoder config)")
-    try:
-        info = json.loads(side.read_text())
-        cfg = dict(info["config"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{side}: not a lifting encoder sidecar ({type(exc).__name__}: {exc})") from None
+    p, info = read_sidecar(path, "lifting encoder")
+    side, cfg = sidecar_of(p), info["config"]
     if info.get("format") != SIDE_FORMAT:
         raise CheckpointError(f"{side}: format {info.get('format')!r}, expected {SIDE_FORMAT!r}")
     try:

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from facet3d.core.errors import InputError, UsageError
-from facet3d.core.io.images import DEPTH_EXTENSIONS
+from facet3d.core.io.images import DEPTH_EXTENSIONS, image_size
 
 __all__ = ["Scene", "load_scene", "detect_layout", "load_feature_maps",
            "read_points", "LAYOUTS"]
@@ -91,17 +91,6 @@ def read_points(path: Path, fmt: str | None = None) -> np.ndarray:
     geom = read(p, format=fmt) if fmt else read(p)
     v = np.asarray(geom.vertices, dtype=np.float64)
     return v[np.isfinite(v).all(1)]
-
-
-def image_size_of(path: Path) -> tuple[int, int]:
-    """(height, width) of an image file, from its header."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the image ({type(exc).__name__}: {exc})") from None
 
 
 def target_size(height: int, width: int, max_size: int | None) -> tuple[int, int]:
@@ -239,7 +228,7 @@ def _load_nuscenes(p: Path, sample: int) -> Scene:
         Ks.append(K[:3, :3])
         Ts.append(_matrix(cam["lidar2cam"], (4, 4), f"{where} lidar2cam"))
         offs.append(np.linalg.solve(K[:3, :3], K[:3, 3]) if K.shape[1] >= 4 else np.zeros(3))
-        sizes.append(image_size_of(img))
+        sizes.append(image_size(img))
         names.append(str(name))
         paths.append(img)
     lidar = item.get("lidar_points", {}).get("lidar_path")
@@ -325,7 +314,7 @@ def _load_kitti(p: Path) -> Scene:
     P2, T = _kitti_pose(files)
     K = P2[:3, :3]
     off = np.linalg.solve(K, P2[:3, 3])
-    size = image_size_of(files["image"])
+    size = image_size(files["image"])
     cams = _cameras_from([K], [T], [off], [size], ["CAM2"])
     return Scene(name=str(files["stem"]), layout="kitti", root=folder, cameras=cams, image_paths=[files["image"]],
                  lidar_path=files["velodyne"], lidar_format="kitti-bin", default_grid=KITTI_GRID, default_voxel=0.4,
@@ -352,7 +341,7 @@ def _load_plain(p: Path) -> Scene:
         if found is None:
             raise InputError(f"{folder}: missing camera image for camera '{name}' (looked in images/ and the folder)")
         paths.append(found)
-    sizes = [image_size_of(f) for f in paths]
+    sizes = [image_size(f) for f in paths]
     if cams.image_size is None:
         import torch
 

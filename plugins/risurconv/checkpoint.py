@@ -9,14 +9,13 @@ from the state dict's shapes (see models.infer_config).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
 from torch import nn
 
-from facet3d.core.checkpoints import load_checkpoint, save_safetensors, state_dict_of
+from facet3d.core.checkpoints import load_checkpoint, read_sidecar, save_with_sidecar, state_dict_of
 from facet3d.core.errors import CheckpointError, UsageError
 from facet3d.plugins.risurconv.models import build_model, infer_config
 
@@ -49,10 +48,6 @@ SHAPENET_PART_SEG_CLASSES: dict[str, list[int]] = {
     "Pistol": [38, 39, 40], "Rocket": [41, 42, 43], "Skateboard": [44, 45, 46], "Table": [47, 48, 49],
 }
 SHAPENET_PART_OF: dict[int, str] = {p: c for c, parts in SHAPENET_PART_SEG_CLASSES.items() for p in parts}
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_suffix(".json")
 
 
 def _default_names(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -93,22 +88,11 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]
     Raises CheckpointError when the file is unreadable or matches no RISurConv layout.
     """
     p = Path(path)
-    if p.suffix == ".json":
-        p = p.with_suffix(".safetensors")
-    if not p.is_file():
-        raise CheckpointError(f"{p}: no such checkpoint file" if not p.exists() else f"{p}: is not a file")
-    if p.suffix == ".safetensors":
-        side = _sidecar(p)
-        if not side.is_file():
-            raise CheckpointError(f"{p}: missing its sidecar {side.name} (config and class names)")
-        try:
-            info = json.loads(side.read_text())
-            cfg = dict(info["config"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"{side}: not a RISurConv sidecar ({type(exc).__name__}: {exc})") from None
-        sd = load_checkpoint(p)
+    if p.suffix in (".json", ".safetensors"):
+        p, info = read_sidecar(p, "RISurConv")
+        cfg = info["config"]
         model = build_model(cfg)
-        _strict_load(model, sd, str(p))
+        _strict_load(model, load_checkpoint(p), str(p))
         meta = dict(_default_names(cfg))
         meta.update({k: v for k, v in info.items() if k != "config"})
         meta.update(format="facet3d", task=cfg.get("task", "cls"), config=cfg)
@@ -133,11 +117,6 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], meta: Mapping[str
     meta: extra sidecar fields (class_names, trained_with, metrics, ...); "config" and "task" come
     from the model. The tensors are written before the sidecar, which names them.
     """
-    from facet3d.core.io.api import atomic_output
-
-    p = Path(path)
-    if p.suffix != ".safetensors":
-        p = p.with_name(p.name + ".safetensors")
     cfg = getattr(model, "config", None)
     if cfg is None:
         raise CheckpointError("save_model needs a RISurConv model (it has no .config)")
@@ -145,9 +124,7 @@ def save_model(model: nn.Module, path: str | os.PathLike[str], meta: Mapping[str
     info.update(dict(meta or {}))
     info.update(config=cfg, task=cfg.get("task", "cls"))
     info.setdefault("trained_with", "facet3d")
-    save_safetensors(model.state_dict(), p, metadata={"task": info["task"], "config": cfg})
-    with atomic_output(_sidecar(p)) as tmp:
-        tmp.write_text(json.dumps(info, indent=1, sort_keys=True, default=str))
+    save_with_sidecar(model.state_dict(), path, info, metadata={"task": info["task"], "config": cfg})
 
 
 def load_for_task(path: str | os.PathLike[str], task: str) -> tuple[nn.Module, dict[str, Any]]:

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from facet3d.core.errors import GeometryError, InputError, UsageError
+from facet3d.core.io.images import image_size
 from facet3d.core.structures.cameras import Cameras
 
 __all__ = ["Views", "MultiViewDataset", "load_dataset", "detect_format", "dataset_to", "views_to", "BLENDER_BOUNDS"]
@@ -171,16 +172,6 @@ def _read_image(path: Path, background: Sequence[float], expect: tuple[int, int]
     return np.clip(rgb, 0.0, 1.0), alpha
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read the image ({type(exc).__name__}: {exc})") from exc
-
-
 def _load_views(paths: list[Path], cams: Cameras, names: list[str], background, max_size, downscale) -> Views:
     """Read ``paths`` (each of its camera's size, checked) -> `Views` at the target size, float32 cameras.
 
@@ -261,7 +252,7 @@ def _blender_split(path: Path, root: Path, require: bool):
         if not require and len(missing) == len(files):
             return None
         raise InputError(f"{root / missing[0]}: image of {path.name} not found (tried with and without .png/.jpg)")
-    sizes = [_image_size(p) for p in imgs]
+    sizes = [image_size(p) for p in imgs]
     H, W = sizes[0]
     if "w" in meta and "h" in meta and (int(meta["h"]), int(meta["w"])) != (H, W):
         raise InputError(f"{imgs[0]}: image is {W}x{H} but {path.name} says {meta['w']}x{meta['h']}")
@@ -347,7 +338,7 @@ def _load_colmap(path: Path, holdout, background, max_size, downscale, images_di
         imgs.append(p)
     # images of another resolution than the model (e.g. 3DGS/Mip-NeRF 360 ``images_4``): scale K when the
     # aspect ratio agrees to rounding
-    sizes = [_image_size(p) for p in imgs]
+    sizes = [image_size(p) for p in imgs]
     model_hw = [tuple(hw) for hw in cams.image_size.tolist()]
     if sizes != model_hw:
         if len(set(sizes)) != 1:

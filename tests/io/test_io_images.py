@@ -42,3 +42,13 @@ def test_rgb_drops_alpha_and_box_resamples_like_pil(tmp_path):
     np.testing.assert_allclose(small, expect, atol=1e-7)
     with pytest.raises(InputError, match="cannot read the image"):
         read_rgb(tmp_path / "missing.png")
+
+
+def test_image_size_reads_the_header_only(tmp_path):
+    from facet3d.core.io.images import image_size
+
+    Image.fromarray(np.zeros((7, 11, 3), np.uint8)).save(tmp_path / "s.jpg")
+    assert image_size(tmp_path / "s.jpg") == (7, 11)
+    (tmp_path / "x.jpg").write_bytes(b"junk")
+    with pytest.raises(InputError, match="x.jpg: cannot read the image"):
+        image_size(tmp_path / "x.jpg")
