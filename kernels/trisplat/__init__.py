@@ -1,7 +1,8 @@
 """Triangle-splatting rasterizer: `rasterize_triangles` through the backend dispatcher.
 
 Backends (`BACKENDS` below, op ``"trisplat"``): ``triton`` (CUDA, float32; soft mode
-in Triton kernels, hard mode through the reference) and ``torch``
+in Triton kernels, hard mode through the reference), ``numba`` (CPU, float32; soft and hard mode
+compiled for the CPU, `facet3d.kernels.trisplat.numba_impl`) and ``torch``
 (`facet3d.kernels.trisplat.reference`, the source of truth, any device and dtype).
 """
 
@@ -16,11 +17,13 @@ __all__ = ["rasterize_triangles", "BACKENDS"]
 
 _M = "facet3d.kernels.trisplat"
 
-# The dispatcher's records for this op: triton (CUDA) 100 > torch reference 0.
+# The dispatcher's records for this op: triton (CUDA) 100 > numba (CPU) 50 > torch reference 0.
 BACKENDS = [
     Backend(op="trisplat", name="triton", impl=f"{_M}.triton_impl:rasterize_triangles_triton", priority=100,
             devices=("cuda",), dtypes=("float32",), requires=("triton",), check=f"{_M}.triton_impl:check",
             interpreter_ok=True),
+    Backend(op="trisplat", name="numba", impl=f"{_M}.numba_impl:rasterize_triangles_numba", priority=50,
+            devices=("cpu",), dtypes=("float32",), requires=("numba",)),
     Backend(op="trisplat", name="torch", impl=f"{_M}.reference:rasterize_triangles", priority=0),
 ]
 
@@ -37,7 +40,7 @@ def rasterize_triangles(verts_cam: Tensor, K: Tensor, colors: Tensor, opacity: T
     colors: Tensor      # [N, C] or [N, 3, C] per-vertex
     opacity: Tensor     # [N]
     sigma: Tensor|float # [N] or scalar
-    backend: str        # force "torch" / "triton" (else FACET3D_BACKEND_TRISPLAT or the best one)
+    backend: str        # force "torch" / "numba" / "triton" (else FACET3D_BACKEND_TRISPLAT or the best one)
     returns dict: rgb, alpha, depth, depth_acc, normal, max_weight, n_touched (as the reference)
     """
     from facet3d.kernels.dispatch import call

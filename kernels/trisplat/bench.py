@@ -1,7 +1,7 @@
 """`facet3d bench trisplat`: every rasterizer backend that accepts the inputs vs the torch reference.
 
 Soft triangle splatting of random camera-space triangles in front of the camera (one view). On CPU
-only the reference runs (Triton needs CUDA); on CUDA the Triton kernels vs the reference. The
+the numba kernels vs the reference (Triton needs CUDA); on CUDA the Triton kernels vs the reference. The
 plugin's `ts-render` benchmark times whole scenes against open3d instead.
 """
 

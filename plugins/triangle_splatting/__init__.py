@@ -34,8 +34,9 @@ def facet3d_register_commands(app) -> None:
 @hookimpl
 def facet3d_benchmarks() -> list[Benchmark]:
     return [
-        Benchmark("ts-render", "triangle-splatting reference renderer (hard and soft, bunny, 512x512) vs an open3d "
-                  "RaycastingScene of the same mesh; reports backward/forward ratio",
+        Benchmark("ts-render", "triangle-splatting renderer backends (numba, torch reference; triton on CUDA; hard "
+                  "and soft, bunny, 512x512) vs an open3d RaycastingScene of the same mesh; backward/forward "
+                  "ratios, speed-ups over the reference, compile time",
                   "facet3d.plugins.triangle_splatting.bench:ts_render"),
     ]
 

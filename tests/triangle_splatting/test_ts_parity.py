@@ -1,6 +1,7 @@
 """Hard triangles (sigma -> 0, opacity 1) against open3d's RaycastingScene: a z-buffer rasterizer.
 
-256x256 images, 2 cameras per mesh (spot, fandisk, Stanford bunny).
+256x256 images, 2 cameras per mesh (spot, fandisk, Stanford bunny), on the compiled CPU backend
+(numba) and, for the bunny, the torch reference.
 """
 
 from __future__ import annotations
@@ -49,15 +50,18 @@ def raycast(geom, cams, size, colors=None):
     return np.stack(out) if colors is None else (np.stack(out), np.stack(rgb))
 
 
-@pytest.mark.parametrize("name", ["spot.obj", "fandisk.obj", "stanford-bunny.obj"])
-def test_hard_matches_raycasting(shared_data, name):
+@pytest.mark.parametrize("name, backend", [("spot.obj", "numba"), ("fandisk.obj", "numba"),
+                                           ("stanford-bunny.obj", "numba"), ("stanford-bunny.obj", "torch")])
+def test_hard_matches_raycasting(shared_data, name, backend):
+    if backend == "numba":
+        pytest.importorskip("numba")
     geom = read(shared_data / "meshes" / name)
     geom.colors = np.random.default_rng(0).uniform(0, 1, (len(geom.vertices), 3)).astype(np.float32)
     scene = TriangleScene.from_geometry(geom, dtype=torch.float32)  # ts+ form: per-vertex colours
     lo, hi = geom.vertices.min(0), geom.vertices.max(0)
     cams = orbit_cameras((lo + hi) / 2, 1.3 * float(np.linalg.norm(hi - lo)), 2, SIZE, fov=40, up=(0, 1, 0),
                          elevation=25, start_azimuth=30)
-    out = render(scene, cams, hard=True)
+    out = render(scene, cams, hard=True, backend=backend)
     ref, ref_rgb = raycast(geom, cams, SIZE, geom.colors.astype(np.float64))
     mine_hit = out["alpha"].numpy() > 0.5
     ref_hit = np.isfinite(ref)

@@ -1,0 +1,838 @@
+"""The compiled CPU kernels of op ``trisplat`` (numba, ``parallel=True`` over 16 x 16 tiles).
+
+Plain numpy in, numpy out: `numba_impl` wraps them in a torch autograd function. Every kernel
+walks one tile per thread, the tile's triangles in list order (centroid depth rank), and for each
+(tile, triangle) pair only the pixels of the triangle's rectangle inside the tile (the rectangle
+of `reference._pixel_rects`), so small triangles cost a few pixels, not a whole tile.
+
+Decisions are computed in float32 exactly as the reference does (edge values ``(x n_x + y n_y) + d``,
+``r = max(phi/phi_s, 1e-30)``, ``I = r^sigma``, ``alpha = min(0.99, opacity I)``, ``alpha >= 1/255``),
+with no FMA contraction (numba does not contract without ``fastmath``); transmittance is float64,
+like the reference's float64 log-sum. Gradients are accumulated in float64 per (tile, triangle) pair
+into ``gbuf [P, G]``, one row per pair (no two threads write one row), which the caller sums per
+triangle. Row layout (`G = 24 + V C`): lines 0:9, phi_s 9, sigma 10, opacity 11, uv 12:18, vertex
+z 18:21, normal 21:24, colours 24: (V = 3 per-vertex colours, or 1).
+
+Soft mode composites in list order and stops a pixel before the pair that drives T below 1e-4;
+its backward traverses back to front, recovering ``T_k = T_{k+1} / (1 - alpha_k)`` (alpha <= 0.99).
+Hard mode orders each pixel's pairs by the plane's depth at the pixel (ties: list order), picked
+lazily (one scan per contributor: a z-buffer when opaque), and stops after the pair that drives T
+below 1e-4; its backward recomputes the contributors and their T front to back (alpha may be 1).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+# OpenMP (as torch), else numba's own work queue: TBB last (an old TBB warns when probed)
+numba.config.THREADING_LAYER_PRIORITY = ["omp", "workqueue", "tbb"]
+
+A_MAX = np.float32(0.99)
+A_MIN = np.float32(1.0 / 255.0)
+R_MIN = np.float32(1e-30)
+T_STOP = 1e-4
+G_FIXED = 24  # gbuf columns before the colours
+
+
+@njit(cache=True, error_model="numpy")
+def _cross(ox, oy, qx, qy, rx, ry):
+    """2D cross product (q - o) x (r - o), as reference._cross."""
+    return (qx - ox) * (ry - oy) - (qy - oy) * (rx - ox)
+
+
+@njit(cache=True, error_model="numpy")
+def _tile_box(tid, tile, tiles_x, H, W):
+    x0 = (tid % tiles_x) * tile
+    y0 = (tid // tiles_x) * tile
+    return x0, y0, min(x0 + tile, W), min(y0 + tile, H)
+
+
+@njit(cache=True, error_model="numpy")
+def _soft_alpha(lines, t, xf, yf, ps, sg, op):
+    """(alpha, phi, r, I, L0, L1, L2) of pixel (xf, yf) for triangle t; alpha = 0 when outside."""
+    L0 = (xf * lines[t, 0, 0] + yf * lines[t, 0, 1]) + lines[t, 0, 2]
+    L1 = (xf * lines[t, 1, 0] + yf * lines[t, 1, 1]) + lines[t, 1, 2]
+    L2 = (xf * lines[t, 2, 0] + yf * lines[t, 2, 1]) + lines[t, 2, 2]
+    phi = max(L0, max(L1, L2))
+    if phi > 0:
+        return np.float32(0.0), phi, np.float32(0.0), np.float32(0.0), L0, L1, L2
+    r = max(phi / ps, R_MIN)
+    I = r ** sg
+    return min(op * I, A_MAX), phi, r, I, L0, L1, L2
+
+
+@njit(cache=True, error_model="numpy")
+def _inside(lines, t, xf, yf):
+    L0 = (xf * lines[t, 0, 0] + yf * lines[t, 0, 1]) + lines[t, 0, 2]
+    L1 = (xf * lines[t, 1, 0] + yf * lines[t, 1, 1]) + lines[t, 1, 2]
+    L2 = (xf * lines[t, 2, 0] + yf * lines[t, 2, 1]) + lines[t, 2, 2]
+    return max(L0, max(L1, L2)) <= 0
+
+
+@njit(cache=True, error_model="numpy")
+def _bary(uv, z, t, xf, yf):
+    """(lam0, lam1, lam2, wz0, wz1, wz2, Z): barycentrics, lam_i / z_i and the plane's z at the pixel."""
+    ax, ay, bx, by, cx, cy = uv[t, 0, 0], uv[t, 0, 1], uv[t, 1, 0], uv[t, 1, 1], uv[t, 2, 0], uv[t, 2, 1]
+    area = _cross(ax, ay, bx, by, cx, cy)
+    if not abs(area) > 1e-30:
+        area = np.float32(1.0)
+    lam0 = _cross(xf, yf, bx, by, cx, cy) / area
+    lam1 = _cross(ax, ay, xf, yf, cx, cy) / area
+    lam2 = _cross(ax, ay, bx, by, xf, yf) / area
+    wz0, wz1, wz2 = lam0 / z[t, 0], lam1 / z[t, 1], lam2 / z[t, 2]
+    return lam0, lam1, lam2, wz0, wz1, wz2, np.float32(1.0) / ((wz0 + wz1) + wz2)
+
+
+@njit(cache=True, error_model="numpy")
+def _accumulate(acc, l, w, cols, nrm, t, wz0, wz1, wz2, Z):
+    """acc[l] += w (colour, 1, z, normal) for one contributor."""
+    C = cols.shape[2]
+    if cols.shape[1] == 3:
+        b0, b1, b2 = wz0 * Z, wz1 * Z, wz2 * Z
+        for c in range(C):
+            acc[l, c] += w * ((b0 * cols[t, 0, c] + b1 * cols[t, 1, c]) + b2 * cols[t, 2, c])
+    else:
+        for c in range(C):
+            acc[l, c] += w * cols[t, 0, c]
+    acc[l, C] += w
+    acc[l, C + 1] += w * Z
+    acc[l, C + 2] += w * nrm[t, 0]
+    acc[l, C + 3] += w * nrm[t, 1]
+    acc[l, C + 4] += w * nrm[t, 2]
+
+
+@njit(cache=True, error_model="numpy")
+def _write_tile(out, acc, bg, x0, y0, x1, y1):
+    """out[y, x] = acc (+ (1 - alpha) bg on the colours) for the tile's pixels."""
+    C = bg.shape[0]
+    tw = x1 - x0
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            l = (y - y0) * tw + (x - x0)
+            a = acc[l, C]
+            for c in range(C):
+                out[y, x, c] = acc[l, c] + (1.0 - a) * bg[c]
+            for c in range(C, C + 5):
+                out[y, x, c] = acc[l, c]
+
+
+@njit(cache=True, error_model="numpy")
+def _pixel_grads(ga, k, w, gpix, G, nrm, cols, uv, z, t, xf, yf, lam0, lam1, lam2, wz0, wz1, wz2, Z):
+    """Add to ga[k] the gradients of one contributor's w (colour, z, normal) with w held fixed:
+    colours, normal, and through the perspective-correct barycentrics the uv and vertex z.
+
+    gpix [C + 5] the pixel's output gradients (colour, alpha, depth_acc, normal).
+    """
+    C = cols.shape[2]
+    ga[k, 21] += w * gpix[C + 2]
+    ga[k, 22] += w * gpix[C + 3]
+    ga[k, 23] += w * gpix[C + 4]
+    gZ = w * gpix[C + 1]
+    if cols.shape[1] == 3:
+        b0, b1, b2 = wz0 * Z, wz1 * Z, wz2 * Z
+        d0 = 0.0
+        d1 = 0.0
+        d2 = 0.0
+        for c in range(C):
+            g = w * gpix[c]
+            ga[k, G + c] += g * b0
+            ga[k, G + C + c] += g * b1
+            ga[k, G + 2 * C + c] += g * b2
+            d0 += gpix[c] * cols[t, 0, c]
+            d1 += gpix[c] * cols[t, 1, c]
+            d2 += gpix[c] * cols[t, 2, c]
+        gb0, gb1, gb2 = w * d0, w * d1, w * d2
+    else:
+        for c in range(C):
+            ga[k, G + c] += w * gpix[c]
+        b0 = b1 = b2 = 0.0
+        gb0 = gb1 = gb2 = 0.0
+    # b_i = wz_i Z, Z = 1 / sum wz, wz_i = lam_i / z_i, lam_i = cross_i / area
+    Zd = float(Z)
+    gdot = gb0 * b0 + gb1 * b1 + gb2 * b2
+    gwz0 = Zd * (gb0 - gdot) - gZ * Zd * Zd
+    gwz1 = Zd * (gb1 - gdot) - gZ * Zd * Zd
+    gwz2 = Zd * (gb2 - gdot) - gZ * Zd * Zd
+    z0, z1, z2 = float(z[t, 0]), float(z[t, 1]), float(z[t, 2])
+    ga[k, 18] -= gwz0 * wz0 / z0
+    ga[k, 19] -= gwz1 * wz1 / z1
+    ga[k, 20] -= gwz2 * wz2 / z2
+    gl0, gl1, gl2 = gwz0 / z0, gwz1 / z1, gwz2 / z2
+    ax, ay, bx, by, cx, cy = uv[t, 0, 0], uv[t, 0, 1], uv[t, 1, 0], uv[t, 1, 1], uv[t, 2, 0], uv[t, 2, 1]
+    area = float(_cross(ax, ay, bx, by, cx, cy))
+    if not abs(area) > 1e-30:
+        area = 1.0
+    gc0, gc1, gc2 = gl0 / area, gl1 / area, gl2 / area
+    gar = -(gl0 * lam0 + gl1 * lam1 + gl2 * lam2) / area
+    # d cross(o, q, r): o -> (q_y - r_y, r_x - q_x), q -> (r_y - o_y, o_x - r_x), r -> (o_y - q_y, q_x - o_x)
+    ga[k, 12] += gc1 * (yf - cy) + gc2 * (by - yf) + gar * (by - cy)
+    ga[k, 13] += gc1 * (cx - xf) + gc2 * (xf - bx) + gar * (cx - bx)
+    ga[k, 14] += gc0 * (cy - yf) + gc2 * (yf - ay) + gar * (cy - ay)
+    ga[k, 15] += gc0 * (xf - cx) + gc2 * (ax - xf) + gar * (ax - cx)
+    ga[k, 16] += gc0 * (yf - by) + gc1 * (ay - yf) + gar * (ay - by)
+    ga[k, 17] += gc0 * (bx - xf) + gc1 * (xf - ax) + gar * (bx - ax)
+
+
+@njit(cache=True, error_model="numpy")
+def _pair_dw(gpix, gbg, cols, nrm, t, wz0, wz1, wz2, Z):
+    """dL/dw of one contributor at a pixel: its (colour - bg, 1, z, normal) against the pixel's gradients."""
+    C = cols.shape[2]
+    G = -gbg + gpix[C] + gpix[C + 1] * Z + gpix[C + 2] * nrm[t, 0] + gpix[C + 3] * nrm[t, 1] + gpix[C + 4] * nrm[t, 2]
+    if cols.shape[1] == 3:
+        b0, b1, b2 = wz0 * Z, wz1 * Z, wz2 * Z
+        for c in range(C):
+            G += gpix[c] * ((b0 * cols[t, 0, c] + b1 * cols[t, 1, c]) + b2 * cols[t, 2, c])
+    else:
+        for c in range(C):
+            G += gpix[c] * cols[t, 0, c]
+    return G
+
+
+# ---------------------------------------------------------------------------------------- soft
+@njit(parallel=True, cache=True, error_model="numpy")
+def soft_forward(lines, phis, sig, op, uv, z, cols, nrm, bg, rect, starts, tri,
+                 H, W, tile, tiles_x, out, t_final, last, pmax):
+    """Front-to-back compositing per tile. out [H, W, C + 5] (rgb, alpha, depth_acc, normal);
+    t_final [H, W] float64 and last [H, W] (list position + 1 of the last contributor, in its tile)
+    for the backward; pmax [P] max blending weight per pair."""
+    n_tiles = starts.shape[0] - 1
+    C = bg.shape[0]
+    for tid in prange(n_tiles):
+        x0, y0, x1, y1 = _tile_box(tid, tile, tiles_x, H, W)
+        tw = x1 - x0
+        npx = tw * (y1 - y0)
+        T = np.ones(npx)
+        acc = np.zeros((npx, C + 5))
+        done = np.zeros(npx, np.bool_)
+        lst = np.zeros(npx, np.int32)
+        alive = npx
+        s, e = starts[tid], starts[tid + 1]
+        for j in range(s, e):
+            if alive == 0:
+                break
+            t = tri[j]
+            ps, sg, o = phis[t], sig[t], op[t]
+            best = 0.0
+            for y in range(max(y0, rect[t, 1]), min(y1 - 1, rect[t, 3]) + 1):
+                yf = np.float32(y)
+                for x in range(max(x0, rect[t, 0]), min(x1 - 1, rect[t, 2]) + 1):
+                    l = (y - y0) * tw + (x - x0)
+                    if done[l]:
+                        continue
+                    xf = np.float32(x)
+                    a = _soft_alpha(lines, t, xf, yf, ps, sg, o)[0]
+                    if not a >= A_MIN:
+                        continue
+                    Tn = T[l] * (1.0 - a)
+                    if Tn < T_STOP:
+                        done[l] = True
+                        alive -= 1
+                        continue
+                    w = np.float32(a * T[l])
+                    _, _, _, wz0, wz1, wz2, Z = _bary(uv, z, t, xf, yf)
+                    _accumulate(acc, l, w, cols, nrm, t, wz0, wz1, wz2, Z)
+                    T[l] = Tn
+                    lst[l] = j - s + 1
+                    best = max(best, w)
+            pmax[j] = best
+        _write_tile(out, acc, bg, x0, y0, x1, y1)
+        for y in range(y0, y1):
+            for x in range(x0, x1):
+                l = (y - y0) * tw + (x - x0)
+                t_final[y, x] = T[l]
+                last[y, x] = lst[l]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def soft_backward(lines, phis, sig, op, uv, z, cols, nrm, bg, rect, starts, tri,
+                  H, W, tile, tiles_x, t_final, last, gout, gbuf):
+    """Back-to-front per tile from each pixel's last contributor; gbuf [P, G] per-pair gradients.
+
+    gout [H, W, C + 5] output gradients (rgb, alpha, depth_acc, normal)."""
+    n_tiles = starts.shape[0] - 1
+    C = bg.shape[0]
+    G = G_FIXED
+    for tid in prange(n_tiles):
+        s, e = starts[tid], starts[tid + 1]
+        if e == s:
+            continue
+        x0, y0, x1, y1 = _tile_box(tid, tile, tiles_x, H, W)
+        tw = x1 - x0
+        npx = tw * (y1 - y0)
+        T = np.empty(npx)
+        S = np.zeros(npx)  # dL/dw-weighted sum of what lies behind, per pixel
+        gbg = np.zeros(npx)
+        lst = np.empty(npx, np.int32)
+        gp = np.empty((npx, C + 5))
+        for y in range(y0, y1):
+            for x in range(x0, x1):
+                l = (y - y0) * tw + (x - x0)
+                T[l] = t_final[y, x]
+                lst[l] = last[y, x]
+                for c in range(C + 5):
+                    gp[l, c] = gout[y, x, c]
+                for c in range(C):
+                    gbg[l] += gout[y, x, c] * bg[c]  # rgb = sum w (c - bg) + bg
+        ga = np.zeros((e - s, gbuf.shape[1]))
+        for j in range(e - 1, s - 1, -1):
+            t = tri[j]
+            k = j - s
+            ps, sg, o = phis[t], sig[t], op[t]
+            for y in range(max(y0, rect[t, 1]), min(y1 - 1, rect[t, 3]) + 1):
+                yf = np.float32(y)
+                for x in range(max(x0, rect[t, 0]), min(x1 - 1, rect[t, 2]) + 1):
+                    l = (y - y0) * tw + (x - x0)
+                    if k >= lst[l]:
+                        continue
+                    xf = np.float32(x)
+                    a, phi, r, I, L0, L1, L2 = _soft_alpha(lines, t, xf, yf, ps, sg, o)
+                    if not a >= A_MIN:
+                        continue
+                    Tk = T[l] / (1.0 - a)
+                    w = a * Tk
+                    lam0, lam1, lam2, wz0, wz1, wz2, Z = _bary(uv, z, t, xf, yf)
+                    gpix = gp[l]
+                    Gw = _pair_dw(gpix, gbg[l], cols, nrm, t, wz0, wz1, wz2, Z)
+                    g_alpha = Tk * (Gw - S[l])
+                    S[l] = Gw * a + (1.0 - a) * S[l]
+                    T[l] = Tk
+                    # alpha = min(0.99, opacity I): torch.minimum splits the gradient on a tie
+                    m = o * I
+                    g_m = g_alpha if m < A_MAX else (0.5 * g_alpha if m == A_MAX else 0.0)
+                    gI = g_m * o
+                    g_r = gI * sg * I / r if phi / ps >= R_MIN else 0.0
+                    g_phi = g_r / ps
+                    n_max = (1.0 if L0 == phi else 0.0) + (1.0 if L1 == phi else 0.0) + (1.0 if L2 == phi else 0.0)
+                    gL = g_phi / n_max  # amax: ties share the gradient evenly
+                    if L0 == phi:
+                        ga[k, 0] += gL * xf
+                        ga[k, 1] += gL * yf
+                        ga[k, 2] += gL
+                    if L1 == phi:
+                        ga[k, 3] += gL * xf
+                        ga[k, 4] += gL * yf
+                        ga[k, 5] += gL
+                    if L2 == phi:
+                        ga[k, 6] += gL * xf
+                        ga[k, 7] += gL * yf
+                        ga[k, 8] += gL
+                    ga[k, 9] -= g_r * r / ps
+                    ga[k, 10] += gI * I * np.log(r)
+                    ga[k, 11] += g_m * I
+                    _pixel_grads(ga, k, w, gpix, G, nrm, cols, uv, z, t, xf, yf, lam0, lam1, lam2, wz0, wz1, wz2, Z)
+        for k in range(e - s):
+            for c in range(gbuf.shape[1]):
+                gbuf[s + k, c] = ga[k, c]
+
+
+# ---------------------------------------------------------------------------------------- hard
+@njit(cache=True, error_model="numpy")
+def _hard_candidates(lines, op, uv, z, rect, tri, s, e, x0, y0, x1, y1):
+    """Every covered (pixel, pair) of a tile with alpha = min(1, opacity) >= 1/255, grouped by pixel
+    (each group in list order). returns (offsets [npx + 1], pos [M] pair offsets in the tile, zpix [M])."""
+    tw = x1 - x0
+    npx = tw * (y1 - y0)
+    cnt = np.zeros(npx + 1, np.int64)
+    bound = 0
+    for j in range(s, e):
+        t = tri[j]
+        bound += (max(0, min(x1 - 1, rect[t, 2]) - max(x0, rect[t, 0]) + 1)
+                  * max(0, min(y1 - 1, rect[t, 3]) - max(y0, rect[t, 1]) + 1))
+    pix = np.empty(bound, np.int64)
+    pos = np.empty(bound, np.int64)
+    zp = np.empty(bound, np.float32)
+    m = 0
+    for j in range(s, e):
+        t = tri[j]
+        if not min(op[t], np.float32(1.0)) >= A_MIN:
+            continue
+        for y in range(max(y0, rect[t, 1]), min(y1 - 1, rect[t, 3]) + 1):
+            yf = np.float32(y)
+            for x in range(max(x0, rect[t, 0]), min(x1 - 1, rect[t, 2]) + 1):
+                xf = np.float32(x)
+                if not _inside(lines, t, xf, yf):
+                    continue
+                l = (y - y0) * tw + (x - x0)
+                pix[m] = l
+                pos[m] = j - s
+                zp[m] = _bary(uv, z, t, xf, yf)[6]
+                cnt[l + 1] += 1
+                m += 1
+    offsets = np.cumsum(cnt)
+    fill = offsets[:-1].copy()
+    pos_s = np.empty(m, np.int64)
+    z_s = np.empty(m, np.float32)
+    for i in range(m):  # stable counting sort by pixel
+        l = pix[i]
+        pos_s[fill[l]] = pos[i]
+        z_s[fill[l]] = zp[i]
+        fill[l] += 1
+    return offsets, pos_s, z_s
+
+
+@njit(cache=True, error_model="numpy")
+def _hard_contributors(offsets, pos, zp, l, tri, s, op, sel, Tx):
+    """The contributors of tile pixel l in compositing order (plane depth, ties -> list order),
+    picked lazily; they stay while T before them >= 1e-4. Fills sel (pair offsets) and Tx (T before
+    each, float64); returns (count, final T)."""
+    a0, a1 = offsets[l], offsets[l + 1]
+    n = 0
+    T = 1.0
+    pz = -np.inf
+    pp = -1
+    while T >= T_STOP:
+        bi = -1
+        for i in range(a0, a1):  # next (z, pos) after (pz, pp)
+            zi, qi = zp[i], pos[i]
+            if zi > pz or (zi == pz and qi > pp):
+                if bi < 0 or zi < zp[bi] or (zi == zp[bi] and qi < pos[bi]):
+                    bi = i
+        if bi < 0:
+            break
+        pz, pp = zp[bi], pos[bi]
+        sel[n] = pp
+        Tx[n] = T
+        n += 1
+        T = T * (1.0 - min(op[tri[s + pp]], np.float32(1.0)))
+    return n, T
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def hard_forward(lines, op, uv, z, cols, nrm, bg, rect, starts, tri, H, W, tile, tiles_x,
+                 out, pmax):
+    """Per-pixel depth-ordered compositing (the z-buffer limit). out [H, W, C + 5]; pmax [P]."""
+    n_tiles = starts.shape[0] - 1
+    C = bg.shape[0]
+    for tid in prange(n_tiles):
+        x0, y0, x1, y1 = _tile_box(tid, tile, tiles_x, H, W)
+        tw = x1 - x0
+        npx = tw * (y1 - y0)
+        acc = np.zeros((npx, C + 5))
+        s, e = starts[tid], starts[tid + 1]
+        if e > s:
+            offsets, pos, zp = _hard_candidates(lines, op, uv, z, rect, tri, s, e, x0, y0, x1, y1)
+            kmax = 1
+            for l in range(npx):
+                kmax = max(kmax, offsets[l + 1] - offsets[l])
+            sel = np.empty(kmax, np.int64)
+            Tx = np.empty(kmax)
+            for l in range(npx):
+                n, _ = _hard_contributors(offsets, pos, zp, l, tri, s, op, sel, Tx)
+                xf = np.float32(x0 + l % tw)
+                yf = np.float32(y0 + l // tw)
+                for i in range(n):
+                    j = s + sel[i]
+                    t = tri[j]
+                    w = np.float32(min(op[t], np.float32(1.0)) * Tx[i])
+                    _, _, _, wz0, wz1, wz2, Z = _bary(uv, z, t, xf, yf)
+                    _accumulate(acc, l, w, cols, nrm, t, wz0, wz1, wz2, Z)
+                    pmax[j] = max(pmax[j], w)
+        _write_tile(out, acc, bg, x0, y0, x1, y1)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def hard_backward(lines, op, uv, z, cols, nrm, bg, rect, starts, tri, H, W, tile, tiles_x,
+                  gout, gbuf):
+    """Gradients of the hard render: contributors recomputed per pixel, then back to front."""
+    n_tiles = starts.shape[0] - 1
+    C = bg.shape[0]
+    G = G_FIXED
+    for tid in prange(n_tiles):
+        s, e = starts[tid], starts[tid + 1]
+        if e == s:
+            continue
+        x0, y0, x1, y1 = _tile_box(tid, tile, tiles_x, H, W)
+        tw = x1 - x0
+        npx = tw * (y1 - y0)
+        offsets, pos, zp = _hard_candidates(lines, op, uv, z, rect, tri, s, e, x0, y0, x1, y1)
+        kmax = 1
+        for l in range(npx):
+            kmax = max(kmax, offsets[l + 1] - offsets[l])
+        sel = np.empty(kmax, np.int64)
+        Tx = np.empty(kmax)
+        ga = np.zeros((e - s, gbuf.shape[1]))
+        gpix = np.empty(C + 5)
+        for l in range(npx):
+            n, _ = _hard_contributors(offsets, pos, zp, l, tri, s, op, sel, Tx)
+            if n == 0:
+                continue
+            x, y = x0 + l % tw, y0 + l // tw
+            xf, yf = np.float32(x), np.float32(y)
+            gbg = 0.0
+            for c in range(C + 5):
+                gpix[c] = gout[y, x, c]
+            for c in range(C):
+                gbg += gout[y, x, c] * bg[c]
+            S = 0.0
+            for i in range(n - 1, -1, -1):
+                k = sel[i]
+                t = tri[s + k]
+                o = op[t]
+                a = min(o, np.float32(1.0))
+                Tk = Tx[i]
+                w = a * Tk
+                lam0, lam1, lam2, wz0, wz1, wz2, Z = _bary(uv, z, t, xf, yf)
+                Gw = _pair_dw(gpix, gbg, cols, nrm, t, wz0, wz1, wz2, Z)
+                if o <= 1.0:  # alpha = clamp(opacity, max=1): torch passes the gradient at 1
+                    ga[k, 11] += Tk * (Gw - S)
+                S = Gw * a + (1.0 - a) * S
+                _pixel_grads(ga, k, w, gpix, G, nrm, cols, uv, z, t, xf, yf, lam0, lam1, lam2, wz0, wz1, wz2, Z)
+        for k in range(e - s):
+            for c in range(gbuf.shape[1]):
+                gbuf[s + k, c] = ga[k, c]
+
+
+# ---------------------------------------------------------------------------------- per triangle
+_F0 = np.float32(0.0)
+_F1 = np.float32(1.0)
+_TINY = np.float32(1e-30)
+
+
+@njit(cache=True, error_model="numpy")
+def _projected(verts, K, t, u, v):
+    """Fill u, v [3] with triangle t's pixels; False when it cannot be projected or is degenerate in
+    the image (a vertex at z <= 1e-6, non-finite, zero area, a zero-length edge), as `reference.preprocess`."""
+    ok = True
+    for i in range(3):
+        x, y, zz = verts[t, i, 0], verts[t, i, 1], verts[t, i, 2]
+        if not (zz > 1e-6 and np.isfinite(x) and np.isfinite(y) and np.isfinite(zz)):
+            ok = False
+        xn, yn = x / zz, y / zz
+        u[i] = (K[0, 0] * xn + K[0, 1] * yn) + K[0, 2]
+        v[i] = K[1, 1] * yn + K[1, 2]
+        if not (np.isfinite(u[i]) and np.isfinite(v[i])):
+            ok = False
+    if ok:
+        area = (u[1] - u[0]) * (v[2] - v[1]) - (v[1] - v[0]) * (u[2] - u[1])
+        if not abs(area) > 1e-20:
+            ok = False
+        for i in range(3):
+            ex, ey = u[(i + 1) % 3] - u[i], v[(i + 1) % 3] - v[i]
+            if not np.sqrt(ex * ex + ey * ey) > 1e-12:
+                ok = False
+    return ok
+
+
+@njit(cache=True, error_model="numpy")
+def _incenter(u, v):
+    """(sx, sy, a, b, c, per): the incenter and the side lengths opposite A, B, C."""
+    a = np.sqrt((u[1] - u[2]) ** 2 + (v[1] - v[2]) ** 2)
+    b = np.sqrt((u[0] - u[2]) ** 2 + (v[0] - v[2]) ** 2)
+    c = np.sqrt((u[0] - u[1]) ** 2 + (v[0] - v[1]) ** 2)
+    per = max((a + b) + c, _TINY)
+    sx = ((a * u[0] + b * u[1]) + c * u[2]) / per
+    sy = ((a * v[0] + b * v[1]) + c * v[2]) / per
+    return sx, sy, a, b, c, per
+
+
+@njit(cache=True, error_model="numpy")
+def _edge_line(u, v, i, sx, sy):
+    """(nx, ny, d, Ls, flip, mx, my, mn): edge i (V_i -> V_i+1) as a unit-normal line with L(s) < 0;
+    (mx, my) the raw normal, mn its length, flip the sign applied."""
+    ex, ey = u[(i + 1) % 3] - u[i], v[(i + 1) % 3] - v[i]
+    mx, my = ey, -ex
+    mn = max(np.sqrt(mx * mx + my * my), _TINY)
+    nx, ny = mx / mn, my / mn
+    d = -(nx * u[i] + ny * v[i])
+    Ls = (nx * sx + ny * sy) + d
+    flip = _F1
+    if Ls > 0:
+        flip = np.float32(-1.0)
+    return nx * flip, ny * flip, d * flip, Ls * flip, flip, mx, my, mn
+
+
+@njit(cache=True, error_model="numpy")
+def _face_normal(verts, t, q):
+    """(n0, n1, n2 unit camera-space normal facing the camera, |q|, flip, cos, centroid x, y, z);
+    q [3] is filled with the raw cross product."""
+    ax, ay, az = verts[t, 1, 0] - verts[t, 0, 0], verts[t, 1, 1] - verts[t, 0, 1], verts[t, 1, 2] - verts[t, 0, 2]
+    bx, by, bz = verts[t, 2, 0] - verts[t, 0, 0], verts[t, 2, 1] - verts[t, 0, 1], verts[t, 2, 2] - verts[t, 0, 2]
+    q[0], q[1], q[2] = ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx
+    qn = max(np.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2]), _TINY)
+    cx = (verts[t, 0, 0] + verts[t, 1, 0] + verts[t, 2, 0]) / np.float32(3.0)
+    cy = (verts[t, 0, 1] + verts[t, 1, 1] + verts[t, 2, 1]) / np.float32(3.0)
+    cz = (verts[t, 0, 2] + verts[t, 1, 2] + verts[t, 2, 2]) / np.float32(3.0)
+    cn = max(np.sqrt(cx * cx + cy * cy + cz * cz), _TINY)
+    n0, n1, n2 = q[0] / qn, q[1] / qn, q[2] / qn
+    cos = (n0 * (cx / cn) + n1 * (cy / cn)) + n2 * (cz / cn)
+    flip = _F1
+    if cos > 0:
+        flip = np.float32(-1.0)
+    return n0 * flip, n1 * flip, n2 * flip, qn, flip, cos, cx, cy, cz
+
+
+@njit(cache=True, error_model="numpy")
+def _chunks(N, per=256):
+    """Number of chunks of about `per` triangles (parallel loops allocate their scratch once per chunk)."""
+    return (N + per - 1) // per
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def preprocess(verts, K, op, sig, hard, near, min_size, max_size, min_inradius, H, W, tile,
+               uv, z, lines, phis, depth, nrm, rect, n_touched):
+    """`reference.preprocess` + `reference._pixel_rects` per triangle, in parallel.
+
+    Writes uv [N, 3, 2], z [N, 3], lines [N, 3, 3], phis [N], depth [N] (centroid z), nrm [N, 3],
+    rect [N, 4] (x0, y0, x1, y1 inclusive pixel rectangle; x0 > x1 when the triangle draws nothing),
+    n_touched [N] footprint tiles (0 when culled).
+    """
+    N = verts.shape[0]
+    for ch in prange(_chunks(N)):
+        u = np.empty(3, np.float32)
+        v = np.empty(3, np.float32)
+        q = np.empty(3, np.float32)
+        for t in range(ch * 256, min(N, ch * 256 + 256)):
+            rect[t, 0], rect[t, 1], rect[t, 2], rect[t, 3] = 0, 0, -1, -1
+            n_touched[t] = 0
+            for i in range(3):
+                z[t, i] = verts[t, i, 2]
+            if not _projected(verts, K, t, u, v):
+                continue
+            sx, sy, _, _, _, _ = _incenter(u, v)
+            phi_s = -np.inf
+            for i in range(3):
+                nx, ny, d, Ls, _, _, _, _ = _edge_line(u, v, i, sx, sy)
+                lines[t, i, 0], lines[t, i, 1], lines[t, i, 2] = nx, ny, d
+                phi_s = max(phi_s, Ls)
+                uv[t, i, 0], uv[t, i, 1] = u[i], v[i]
+            phis[t] = phi_s
+            n0, n1, n2, _, _, cos, cx, cy, cz = _face_normal(verts, t, q)
+            nrm[t, 0], nrm[t, 1], nrm[t, 2] = n0, n1, n2
+            depth[t] = cz
+            # culling (reference.preprocess' `valid`)
+            pu = (K[0, 0] * (cx / cz) + K[0, 1] * (cy / cz)) + K[0, 2]
+            pv = K[1, 1] * (cy / cz) + K[1, 2]
+            size = _F0
+            for i in range(3):
+                size = max(size, np.sqrt((u[i] - pu) ** 2 + (v[i] - pv) ** 2))
+            if not (op[t] >= np.float32(0.01) and cz > near and abs(cos) >= np.float32(1e-3) and -phi_s > min_inradius
+                    and -phi_s > np.float32(1e-12) and size <= max_size and size >= min_size):
+                continue
+            if hard:
+                k = _F0
+            else:
+                k = min(np.float32(0.01) / max(op[t], _TINY), _F1) ** (_F1 / max(sig[t], _TINY))
+            bx0 = bx1 = by0 = by1 = _F0
+            for i in range(3):
+                px = sx + (_F1 - k) * (u[i] - sx)
+                py = sy + (_F1 - k) * (v[i] - sy)
+                if i == 0 or px < bx0:
+                    bx0 = px
+                if i == 0 or px > bx1:
+                    bx1 = px
+                if i == 0 or py < by0:
+                    by0 = py
+                if i == 0 or py > by1:
+                    by1 = py
+            if not (np.isfinite(bx0) and np.isfinite(bx1) and np.isfinite(by0) and np.isfinite(by1)):
+                continue
+            # tiles: pixel centres inside the footprint bbox (reference._pixel_rects)
+            fx0, fy0, fx1, fy1 = np.ceil(bx0), np.ceil(by0), np.floor(bx1), np.floor(by1)
+            if not (fx0 <= W - 1 and fx1 >= 0 and fy0 <= H - 1 and fy1 >= 0 and fx0 <= fx1 and fy0 <= fy1):
+                continue
+            tx0 = int(min(max(fx0, 0.0), W - 1.0)) // tile
+            tx1 = int(min(max(fx1, 0.0), W - 1.0)) // tile
+            ty0 = int(min(max(fy0, 0.0), H - 1.0)) // tile
+            ty1 = int(min(max(fy1, 0.0), H - 1.0)) // tile
+            n_touched[t] = (tx1 - tx0 + 1) * (ty1 - ty0 + 1)
+            lox = min(u[0], min(u[1], u[2]))
+            hix = max(u[0], max(u[1], u[2]))
+            loy = min(v[0], min(v[1], v[2]))
+            hiy = max(v[0], max(v[1], v[2]))
+            rect[t, 0] = max(tx0 * tile, int(min(max(np.ceil(lox), 0.0), W + 1.0)))
+            rect[t, 2] = min(min((tx1 + 1) * tile - 1, W - 1), int(max(min(np.floor(hix), W - 1.0), -1.0)))
+            rect[t, 1] = max(ty0 * tile, int(min(max(np.ceil(loy), 0.0), H + 1.0)))
+            rect[t, 3] = min(min((ty1 + 1) * tile - 1, H - 1), int(max(min(np.floor(hiy), H - 1.0), -1.0)))
+
+
+@njit(cache=True, error_model="numpy")
+def bin_tiles(depth, rect, tile, tiles_x, n_tiles):
+    """(starts [n_tiles + 1], tri [P]): per tile, the triangles whose pixel rectangle meets it, by
+    centroid depth (ties: lower index, as the reference's stable sort)."""
+    N = depth.shape[0]
+    counts = np.zeros(n_tiles + 1, np.int64)
+    for t in range(N):
+        if rect[t, 0] > rect[t, 2] or rect[t, 1] > rect[t, 3]:
+            continue
+        for ty in range(rect[t, 1] // tile, rect[t, 3] // tile + 1):
+            for tx in range(rect[t, 0] // tile, rect[t, 2] // tile + 1):
+                counts[ty * tiles_x + tx + 1] += 1
+    starts = np.cumsum(counts)
+    fill = starts[:-1].copy()
+    tri = np.empty(starts[-1], np.int64)
+    for t in range(N):
+        if rect[t, 0] > rect[t, 2] or rect[t, 1] > rect[t, 3]:
+            continue
+        for ty in range(rect[t, 1] // tile, rect[t, 3] // tile + 1):
+            for tx in range(rect[t, 0] // tile, rect[t, 2] // tile + 1):
+                k = ty * tiles_x + tx
+                tri[fill[k]] = t
+                fill[k] += 1
+    _sort_tiles(depth, starts, tri)
+    return starts, tri
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _sort_tiles(depth, starts, tri):
+    for k in prange(starts.shape[0] - 1):
+        s, e = starts[k], starts[k + 1]
+        if e - s > 1:
+            seg = tri[s:e].copy()
+            order = np.argsort(depth[seg], kind="mergesort")  # stable: the list is in index order
+            for i in range(e - s):
+                tri[s + i] = seg[order[i]]
+
+
+@njit(cache=True, error_model="numpy")
+def pairs_by_triangle(tri, N):
+    """CSR of the pairs of each triangle: (tstart [N + 1], pair [P])."""
+    cnt = np.zeros(N + 1, np.int64)
+    for j in range(tri.shape[0]):
+        cnt[tri[j] + 1] += 1
+    tstart = np.cumsum(cnt)
+    fill = tstart[:-1].copy()
+    pair = np.empty(tri.shape[0], np.int64)
+    for j in range(tri.shape[0]):
+        pair[fill[tri[j]]] = j
+        fill[tri[j]] += 1
+    return tstart, pair
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def preprocess_backward(verts, K, hard, tstart, pair, gbuf, gverts, gK, gtri):
+    """Sum each triangle's pair gradients (gtri [N, G]: lines, phi_s, sigma, opacity, uv, z, normal,
+    colours) and carry lines, phi_s, uv, z and normal back to the camera-space vertices (gverts
+    [N, 3, 3]) and the intrinsics (gK [N, 5]: fx, s, cx, fy, cy per triangle)."""
+    N = verts.shape[0]
+    Gc = gbuf.shape[1]
+    for ch in prange(_chunks(N)):
+        u = np.empty(3, np.float32)
+        v = np.empty(3, np.float32)
+        q = np.empty(3, np.float32)
+        gu = np.empty(3)
+        gv = np.empty(3)
+        Ls = np.empty(3)
+        for t in range(ch * 256, min(N, ch * 256 + 256)):
+            if tstart[t + 1] == tstart[t]:
+                continue
+            for p in range(tstart[t], tstart[t + 1]):
+                j = pair[p]
+                for c in range(Gc):
+                    gtri[t, c] += gbuf[j, c]
+            if not _projected(verts, K, t, u, v):  # culled before any arithmetic: no gradient
+                continue
+            for i in range(3):
+                gu[i] = gtri[t, 12 + 2 * i]
+                gv[i] = gtri[t, 13 + 2 * i]
+            if not hard:
+                _lines_backward(u, v, gtri, t, gu, gv, Ls)
+            # projection u = fx x/z + s y/z + cx, v = fy y/z + cy
+            for i in range(3):
+                x, y, zz = float(verts[t, i, 0]), float(verts[t, i, 1]), float(verts[t, i, 2])
+                xn, yn = x / zz, y / zz
+                gxn = gu[i] * K[0, 0]
+                gyn = gu[i] * K[0, 1] + gv[i] * K[1, 1]
+                gverts[t, i, 0] += gxn / zz
+                gverts[t, i, 1] += gyn / zz
+                gverts[t, i, 2] += gtri[t, 18 + i] - (gxn * xn + gyn * yn) / zz
+                gK[t, 0] += gu[i] * xn
+                gK[t, 1] += gu[i] * yn
+                gK[t, 2] += gu[i]
+                gK[t, 3] += gv[i] * yn
+                gK[t, 4] += gv[i]
+            _normal_backward(verts, t, gtri, gverts, q)
+
+
+@njit(cache=True, error_model="numpy")
+def _lines_backward(u, v, gtri, t, gu, gv, Ls):
+    """Add to (gu, gv) [3] the gradients of the edge lines and phi_s (gtri[t, 0:10]) w.r.t. the uv
+    (Ls [3]: scratch)."""
+    sx, sy, a, b, c, per = _incenter(u, v)
+    phi_s = -np.inf
+    for i in range(3):
+        Ls[i] = _edge_line(u, v, i, sx, sy)[3]
+        phi_s = max(phi_s, Ls[i])
+    n_max = 0.0
+    for i in range(3):
+        if Ls[i] == phi_s:
+            n_max += 1.0
+    gsx = 0.0
+    gsy = 0.0
+    for i in range(3):
+        nx, ny, d, _, flip, mx, my, mn = _edge_line(u, v, i, sx, sy)
+        gnx, gny, gd = gtri[t, 3 * i], gtri[t, 3 * i + 1], gtri[t, 3 * i + 2]
+        if Ls[i] == phi_s:  # phi_s = max_i Ls_i, Ls_i = n_i . s + d_i (amax: ties share evenly)
+            gL = gtri[t, 9] / n_max
+            gnx += gL * sx
+            gny += gL * sy
+            gsx += gL * nx
+            gsy += gL * ny
+            gd += gL
+        i1 = (i + 1) % 3
+        # d_i = -(n_i . V_i)
+        gnx -= gd * u[i]
+        gny -= gd * v[i]
+        gu[i] -= gd * nx
+        gv[i] -= gd * ny
+        # n_i = flip m / |m|, m = (e_y, -e_x), e = V_i+1 - V_i
+        fx, fy = gnx * flip, gny * flip
+        ux, uy = mx / mn, my / mn
+        dot = fx * ux + fy * uy
+        gmx, gmy = (fx - ux * dot) / mn, (fy - uy * dot) / mn
+        gex, gey = -gmy, gmx
+        gu[i1] += gex
+        gv[i1] += gey
+        gu[i] -= gex
+        gv[i] -= gey
+    # s = (a A + b B + c C) / per, a = |B - C|, b = |A - C|, c = |A - B|
+    gu[0] += gsx * a / per
+    gv[0] += gsy * a / per
+    gu[1] += gsx * b / per
+    gv[1] += gsy * b / per
+    gu[2] += gsx * c / per
+    gv[2] += gsy * c / per
+    ga = (gsx * (u[0] - sx) + gsy * (v[0] - sy)) / per
+    gb = (gsx * (u[1] - sx) + gsy * (v[1] - sy)) / per
+    gc = (gsx * (u[2] - sx) + gsy * (v[2] - sy)) / per
+    for (p, q, gl, ln) in ((1, 2, ga, a), (0, 2, gb, b), (0, 1, gc, c)):
+        if ln > 0:
+            dx, dy = (u[p] - u[q]) / ln, (v[p] - v[q]) / ln
+            gu[p] += gl * dx
+            gv[p] += gl * dy
+            gu[q] -= gl * dx
+            gv[q] -= gl * dy
+
+
+@njit(cache=True, error_model="numpy")
+def _normal_backward(verts, t, gtri, gverts, q):
+    """Add to gverts[t] the gradient of the unit face normal (gtri[t, 21:24]); q [3]: scratch."""
+    _, _, _, qn, flip, _, _, _, _ = _face_normal(verts, t, q)
+    gx, gy, gz = gtri[t, 21] * flip, gtri[t, 22] * flip, gtri[t, 23] * flip
+    ux, uy, uz = q[0] / qn, q[1] / qn, q[2] / qn
+    dot = gx * ux + gy * uy + gz * uz
+    gqx, gqy, gqz = (gx - ux * dot) / qn, (gy - uy * dot) / qn, (gz - uz * dot) / qn
+    ax, ay, az = verts[t, 1, 0] - verts[t, 0, 0], verts[t, 1, 1] - verts[t, 0, 1], verts[t, 1, 2] - verts[t, 0, 2]
+    bx, by, bz = verts[t, 2, 0] - verts[t, 0, 0], verts[t, 2, 1] - verts[t, 0, 1], verts[t, 2, 2] - verts[t, 0, 2]
+    # q = a x b: dq/da^T g = b x g, dq/db^T g = g x a
+    gax, gay, gaz = by * gqz - bz * gqy, bz * gqx - bx * gqz, bx * gqy - by * gqx
+    gbx, gby, gbz = gqy * az - gqz * ay, gqz * ax - gqx * az, gqx * ay - gqy * ax
+    gverts[t, 1, 0] += gax
+    gverts[t, 1, 1] += gay
+    gverts[t, 1, 2] += gaz
+    gverts[t, 2, 0] += gbx
+    gverts[t, 2, 1] += gby
+    gverts[t, 2, 2] += gbz
+    gverts[t, 0, 0] -= gax + gbx
+    gverts[t, 0, 1] -= gay + gby
+    gverts[t, 0, 2] -= gaz + gbz
+
+
+@njit(cache=True, error_model="numpy")
+def pair_max(pmax, tri, N):
+    """Per-triangle max of the pairs' max blending weights: max_weight [N]."""
+    out = np.zeros(N, np.float32)
+    for j in range(tri.shape[0]):
+        out[tri[j]] = max(out[tri[j]], pmax[j])
+    return out
