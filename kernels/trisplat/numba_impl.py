@@ -1,12 +1,19 @@
 """Triangle-splatting rasterizer compiled for the CPU (numba): forward and backward, soft and hard.
 
 Same contract as `facet3d.kernels.trisplat.reference.rasterize_triangles` (the source of truth), for
-float32 CPU tensors. Per-triangle work stays in torch and autograd: `preprocess` (projection, edge
-lines, incenter, culling, footprint) and `_pixel_rects` (each triangle's rectangle of candidate
-pixels). Then a custom autograd function bins the (tile, triangle) pairs in centroid depth order
-and runs the kernels of `numba_kernels` one tile per thread; its backward returns the gradients
-of the per-triangle screen-space tensors (edge lines, phi_s, sigma, opacity, uv, vertex z, normal,
-colours), which autograd carries through `preprocess` to the camera-space vertices and K.
+float32 CPU tensors. One custom autograd function runs the kernels of `numba_kernels`:
+
+* forward: `preprocess` per triangle (projection, edge lines, incenter, culling, footprint and the
+  rectangle of candidate pixels: the reference's `preprocess` + `_pixel_rects`), `bin_tiles` (the
+  (tile, triangle) pairs, each tile's by centroid depth), then one tile per thread (soft: front to
+  back in list order; hard: per-pixel depth order);
+* backward: the tiles again (per-pair gradients of the screen-space quantities), then
+  `preprocess_backward` per triangle: the pair gradients summed and carried through the edge lines,
+  incenter, projection and face normal to the camera-space vertices and K, by hand-written
+  derivatives (tested against the reference's autograd).
+
+Nothing of the rasterizer is left to torch's autograd but the colours, opacity and sigma, which
+the caller computes (SH, activations) and whose gradients come back as they are.
 
 Threads: torch's count (`torch.get_num_threads`, capped by numba's pool). The kernels are compiled
 on first use and cached on disk (numba's ``cache=True``: next to this module, or in

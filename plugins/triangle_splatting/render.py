@@ -1,8 +1,9 @@
 """Render a `TriangleScene` through a batch of `Cameras`; orbit cameras; the work of ``facet3d render``.
 
 `render` transforms the scene's triangles into each camera's frame, evaluates the view-dependent
-colours and calls `facet3d.kernels.trisplat.rasterize_triangles` (torch reference on CPU, Triton on
-CUDA).  Everything is differentiable w.r.t. the scene's tensors.
+colours and calls `facet3d.kernels.trisplat.rasterize_triangles` (the compiled numba kernels on CPU
+for float32, Triton on CUDA, the torch reference otherwise).  Everything is differentiable w.r.t.
+the scene's tensors.
 
 ``facet3d render`` (`load_scene`, `render_cameras`, `frame_orbit`, `view_names`, `write_views`)
 writes per view (``<view>`` = the camera's name made file-safe, ``view_000``... for --orbit):
@@ -309,7 +310,8 @@ def _write(path: Path, writer: Callable[[Path], None]) -> None:
         writer(tmp)
 
 
-# Bytes per pixel of one view, reference rasterizer (kernels/trisplat/reference.py) in float32 (meshes
+# Bytes per pixel of one view, reference rasterizer (kernels/trisplat/reference.py; the numba backend
+# needs less: O(pixels + pairs), so this bounds it from above) in float32 (meshes
 # and scenes load as float32), C colour channels (3; 6 when shading: albedo + normal):
 #   image accumulator acc [H W, C + 5] and its index_add copy (both alive during the add), the final
 #   cat and the rgb / alpha / depth / depth_acc / normal outputs: 3 (C + 5) + 4 floats;
