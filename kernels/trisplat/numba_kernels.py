@@ -86,6 +86,28 @@ def _bary(uv, z, t, xf, yf):
 
 
 @njit(cache=True, error_model="numpy")
+def _tri_consts(uv, z, t):
+    """Per-triangle constants of `_bary_c`: (ax, ay, bx, by, cx, cy, 1/area, 1/z0, 1/z1, 1/z2)."""
+    ax, ay, bx, by, cx, cy = uv[t, 0, 0], uv[t, 0, 1], uv[t, 1, 0], uv[t, 1, 1], uv[t, 2, 0], uv[t, 2, 1]
+    area = _cross(ax, ay, bx, by, cx, cy)
+    if not abs(area) > 1e-30:
+        area = np.float32(1.0)
+    one = np.float32(1.0)
+    return ax, ay, bx, by, cx, cy, one / area, one / z[t, 0], one / z[t, 1], one / z[t, 2]
+
+
+@njit(cache=True, error_model="numpy")
+def _bary_c(ax, ay, bx, by, cx, cy, ia, iz0, iz1, iz2, xf, yf):
+    """`_bary` with the triangle's reciprocals precomputed (values to float32 rounding of it; the
+    hard mode's depth order keeps `_bary`, the reference's exact arithmetic)."""
+    lam0 = _cross(xf, yf, bx, by, cx, cy) * ia
+    lam1 = _cross(ax, ay, xf, yf, cx, cy) * ia
+    lam2 = _cross(ax, ay, bx, by, xf, yf) * ia
+    wz0, wz1, wz2 = lam0 * iz0, lam1 * iz1, lam2 * iz2
+    return lam0, lam1, lam2, wz0, wz1, wz2, np.float32(1.0) / ((wz0 + wz1) + wz2)
+
+
+@njit(cache=True, error_model="numpy")
 def _accumulate(acc, l, w, cols, nrm, t, wz0, wz1, wz2, Z):
     """acc[l] += w (colour, 1, z, normal) for one contributor."""
     C = cols.shape[2]
@@ -119,53 +141,50 @@ def _write_tile(out, acc, bg, x0, y0, x1, y1):
 
 
 @njit(cache=True, error_model="numpy")
-def _pixel_grads(ga, k, w, gpix, G, nrm, cols, uv, z, t, xf, yf, lam0, lam1, lam2, wz0, wz1, wz2, Z):
+def _pixel_grads(ga, k, w, gp, l, G, cols, t, xf, yf, ax, ay, bx, by, cx, cy, ia, iz0, iz1, iz2,
+                 lam0, lam1, lam2, wz0, wz1, wz2, Z):
     """Add to ga[k] the gradients of one contributor's w (colour, z, normal) with w held fixed:
     colours, normal, and through the perspective-correct barycentrics the uv and vertex z.
 
-    gpix [C + 5] the pixel's output gradients (colour, alpha, depth_acc, normal).
+    gp[l] [C + 5]: the pixel's output gradients (colour, alpha, depth_acc, normal); ia, iz: 1/area, 1/z_i.
     """
     C = cols.shape[2]
-    ga[k, 21] += w * gpix[C + 2]
-    ga[k, 22] += w * gpix[C + 3]
-    ga[k, 23] += w * gpix[C + 4]
-    gZ = w * gpix[C + 1]
+    ga[k, 21] += w * gp[l, C + 2]
+    ga[k, 22] += w * gp[l, C + 3]
+    ga[k, 23] += w * gp[l, C + 4]
+    gZ = w * gp[l, C + 1]
     if cols.shape[1] == 3:
         b0, b1, b2 = wz0 * Z, wz1 * Z, wz2 * Z
         d0 = 0.0
         d1 = 0.0
         d2 = 0.0
         for c in range(C):
-            g = w * gpix[c]
+            g = w * gp[l, c]
             ga[k, G + c] += g * b0
             ga[k, G + C + c] += g * b1
             ga[k, G + 2 * C + c] += g * b2
-            d0 += gpix[c] * cols[t, 0, c]
-            d1 += gpix[c] * cols[t, 1, c]
-            d2 += gpix[c] * cols[t, 2, c]
+            d0 += gp[l, c] * cols[t, 0, c]
+            d1 += gp[l, c] * cols[t, 1, c]
+            d2 += gp[l, c] * cols[t, 2, c]
         gb0, gb1, gb2 = w * d0, w * d1, w * d2
     else:
         for c in range(C):
-            ga[k, G + c] += w * gpix[c]
+            ga[k, G + c] += w * gp[l, c]
         b0 = b1 = b2 = 0.0
         gb0 = gb1 = gb2 = 0.0
     # b_i = wz_i Z, Z = 1 / sum wz, wz_i = lam_i / z_i, lam_i = cross_i / area
     Zd = float(Z)
     gdot = gb0 * b0 + gb1 * b1 + gb2 * b2
-    gwz0 = Zd * (gb0 - gdot) - gZ * Zd * Zd
-    gwz1 = Zd * (gb1 - gdot) - gZ * Zd * Zd
-    gwz2 = Zd * (gb2 - gdot) - gZ * Zd * Zd
-    z0, z1, z2 = float(z[t, 0]), float(z[t, 1]), float(z[t, 2])
-    ga[k, 18] -= gwz0 * wz0 / z0
-    ga[k, 19] -= gwz1 * wz1 / z1
-    ga[k, 20] -= gwz2 * wz2 / z2
-    gl0, gl1, gl2 = gwz0 / z0, gwz1 / z1, gwz2 / z2
-    ax, ay, bx, by, cx, cy = uv[t, 0, 0], uv[t, 0, 1], uv[t, 1, 0], uv[t, 1, 1], uv[t, 2, 0], uv[t, 2, 1]
-    area = float(_cross(ax, ay, bx, by, cx, cy))
-    if not abs(area) > 1e-30:
-        area = 1.0
-    gc0, gc1, gc2 = gl0 / area, gl1 / area, gl2 / area
-    gar = -(gl0 * lam0 + gl1 * lam1 + gl2 * lam2) / area
+    gzz = gZ * Zd * Zd
+    gwz0 = Zd * (gb0 - gdot) - gzz
+    gwz1 = Zd * (gb1 - gdot) - gzz
+    gwz2 = Zd * (gb2 - gdot) - gzz
+    gl0, gl1, gl2 = gwz0 * iz0, gwz1 * iz1, gwz2 * iz2
+    ga[k, 18] -= gl0 * wz0
+    ga[k, 19] -= gl1 * wz1
+    ga[k, 20] -= gl2 * wz2
+    gc0, gc1, gc2 = gl0 * ia, gl1 * ia, gl2 * ia
+    gar = -(gl0 * lam0 + gl1 * lam1 + gl2 * lam2) * ia
     # d cross(o, q, r): o -> (q_y - r_y, r_x - q_x), q -> (r_y - o_y, o_x - r_x), r -> (o_y - q_y, q_x - o_x)
     ga[k, 12] += gc1 * (yf - cy) + gc2 * (by - yf) + gar * (by - cy)
     ga[k, 13] += gc1 * (cx - xf) + gc2 * (xf - bx) + gar * (cx - bx)
@@ -176,17 +195,18 @@ def _pixel_grads(ga, k, w, gpix, G, nrm, cols, uv, z, t, xf, yf, lam0, lam1, lam
 
 
 @njit(cache=True, error_model="numpy")
-def _pair_dw(gpix, gbg, cols, nrm, t, wz0, wz1, wz2, Z):
-    """dL/dw of one contributor at a pixel: its (colour - bg, 1, z, normal) against the pixel's gradients."""
+def _pair_dw(gp, l, gbg, cols, nrm, t, wz0, wz1, wz2, Z):
+    """dL/dw of one contributor at pixel l: its (colour - bg, 1, z, normal) against gp[l]."""
     C = cols.shape[2]
-    G = -gbg + gpix[C] + gpix[C + 1] * Z + gpix[C + 2] * nrm[t, 0] + gpix[C + 3] * nrm[t, 1] + gpix[C + 4] * nrm[t, 2]
+    G = (-gbg + gp[l, C] + gp[l, C + 1] * Z + gp[l, C + 2] * nrm[t, 0] + gp[l, C + 3] * nrm[t, 1]
+         + gp[l, C + 4] * nrm[t, 2])
     if cols.shape[1] == 3:
         b0, b1, b2 = wz0 * Z, wz1 * Z, wz2 * Z
         for c in range(C):
-            G += gpix[c] * ((b0 * cols[t, 0, c] + b1 * cols[t, 1, c]) + b2 * cols[t, 2, c])
+            G += gp[l, c] * ((b0 * cols[t, 0, c] + b1 * cols[t, 1, c]) + b2 * cols[t, 2, c])
     else:
         for c in range(C):
-            G += gpix[c] * cols[t, 0, c]
+            G += gp[l, c] * cols[t, 0, c]
     return G
 
 
@@ -214,6 +234,7 @@ def soft_forward(lines, phis, sig, op, uv, z, cols, nrm, bg, rect, starts, tri,
                 break
             t = tri[j]
             ps, sg, o = phis[t], sig[t], op[t]
+            ax, ay, bx, by, cx, cy, ia, iz0, iz1, iz2 = _tri_consts(uv, z, t)
             best = 0.0
             for y in range(max(y0, rect[t, 1]), min(y1 - 1, rect[t, 3]) + 1):
                 yf = np.float32(y)
@@ -231,7 +252,7 @@ def soft_forward(lines, phis, sig, op, uv, z, cols, nrm, bg, rect, starts, tri,
                         alive -= 1
                         continue
                     w = np.float32(a * T[l])
-                    _, _, _, wz0, wz1, wz2, Z = _bary(uv, z, t, xf, yf)
+                    _, _, _, wz0, wz1, wz2, Z = _bary_c(ax, ay, bx, by, cx, cy, ia, iz0, iz1, iz2, xf, yf)
                     _accumulate(acc, l, w, cols, nrm, t, wz0, wz1, wz2, Z)
                     T[l] = Tn
                     lst[l] = j - s + 1
@@ -280,6 +301,8 @@ def soft_backward(lines, phis, sig, op, uv, z, cols, nrm, bg, rect, starts, tri,
             t = tri[j]
             k = j - s
             ps, sg, o = phis[t], sig[t], op[t]
+            ax, ay, bx, by, cx, cy, ia, iz0, iz1, iz2 = _tri_consts(uv, z, t)
+            ips = 1.0 / float(ps)
             for y in range(max(y0, rect[t, 1]), min(y1 - 1, rect[t, 3]) + 1):
                 yf = np.float32(y)
                 for x in range(max(x0, rect[t, 0]), min(x1 - 1, rect[t, 2]) + 1):
@@ -292,9 +315,8 @@ def soft_backward(lines, phis, sig, op, uv, z, cols, nrm, bg, rect, starts, tri,
                         continue
                     Tk = T[l] / (1.0 - a)
                     w = a * Tk
-                    lam0, lam1, lam2, wz0, wz1, wz2, Z = _bary(uv, z, t, xf, yf)
-                    gpix = gp[l]
-                    Gw = _pair_dw(gpix, gbg[l], cols, nrm, t, wz0, wz1, wz2, Z)
+                    lam0, lam1, lam2, wz0, wz1, wz2, Z = _bary_c(ax, ay, bx, by, cx, cy, ia, iz0, iz1, iz2, xf, yf)
+                    Gw = _pair_dw(gp, l, gbg[l], cols, nrm, t, wz0, wz1, wz2, Z)
                     g_alpha = Tk * (Gw - S[l])
                     S[l] = Gw * a + (1.0 - a) * S[l]
                     T[l] = Tk
@@ -303,7 +325,7 @@ def soft_backward(lines, phis, sig, op, uv, z, cols, nrm, bg, rect, starts, tri,
                     g_m = g_alpha if m < A_MAX else (0.5 * g_alpha if m == A_MAX else 0.0)
                     gI = g_m * o
                     g_r = gI * sg * I / r if phi / ps >= R_MIN else 0.0
-                    g_phi = g_r / ps
+                    g_phi = g_r * ips
                     n_max = (1.0 if L0 == phi else 0.0) + (1.0 if L1 == phi else 0.0) + (1.0 if L2 == phi else 0.0)
                     gL = g_phi / n_max  # amax: ties share the gradient evenly
                     if L0 == phi:
@@ -318,10 +340,11 @@ def soft_backward(lines, phis, sig, op, uv, z, cols, nrm, bg, rect, starts, tri,
                         ga[k, 6] += gL * xf
                         ga[k, 7] += gL * yf
                         ga[k, 8] += gL
-                    ga[k, 9] -= g_r * r / ps
+                    ga[k, 9] -= g_r * r * ips
                     ga[k, 10] += gI * I * np.log(r)
                     ga[k, 11] += g_m * I
-                    _pixel_grads(ga, k, w, gpix, G, nrm, cols, uv, z, t, xf, yf, lam0, lam1, lam2, wz0, wz1, wz2, Z)
+                    _pixel_grads(ga, k, w, gp, l, G, cols, t, xf, yf, ax, ay, bx, by, cx, cy, ia, iz0, iz1, iz2,
+                                 lam0, lam1, lam2, wz0, wz1, wz2, Z)
         for k in range(e - s):
             for c in range(gbuf.shape[1]):
                 gbuf[s + k, c] = ga[k, c]
@@ -453,7 +476,7 @@ def hard_backward(lines, op, uv, z, cols, nrm, bg, rect, starts, tri, H, W, tile
         sel = np.empty(kmax, np.int64)
         Tx = np.empty(kmax)
         ga = np.zeros((e - s, gbuf.shape[1]))
-        gpix = np.empty(C + 5)
+        gp = np.empty((1, C + 5))
         for l in range(npx):
             n, _ = _hard_contributors(offsets, pos, zp, l, tri, s, op, sel, Tx)
             if n == 0:
@@ -462,7 +485,7 @@ def hard_backward(lines, op, uv, z, cols, nrm, bg, rect, starts, tri, H, W, tile
             xf, yf = np.float32(x), np.float32(y)
             gbg = 0.0
             for c in range(C + 5):
-                gpix[c] = gout[y, x, c]
+                gp[0, c] = gout[y, x, c]
             for c in range(C):
                 gbg += gout[y, x, c] * bg[c]
             S = 0.0
@@ -473,12 +496,14 @@ def hard_backward(lines, op, uv, z, cols, nrm, bg, rect, starts, tri, H, W, tile
                 a = min(o, np.float32(1.0))
                 Tk = Tx[i]
                 w = a * Tk
-                lam0, lam1, lam2, wz0, wz1, wz2, Z = _bary(uv, z, t, xf, yf)
-                Gw = _pair_dw(gpix, gbg, cols, nrm, t, wz0, wz1, wz2, Z)
+                ax, ay, bx, by, cx, cy, ia, iz0, iz1, iz2 = _tri_consts(uv, z, t)
+                lam0, lam1, lam2, wz0, wz1, wz2, Z = _bary_c(ax, ay, bx, by, cx, cy, ia, iz0, iz1, iz2, xf, yf)
+                Gw = _pair_dw(gp, 0, gbg, cols, nrm, t, wz0, wz1, wz2, Z)
                 if o <= 1.0:  # alpha = clamp(opacity, max=1): torch passes the gradient at 1
                     ga[k, 11] += Tk * (Gw - S)
                 S = Gw * a + (1.0 - a) * S
-                _pixel_grads(ga, k, w, gpix, G, nrm, cols, uv, z, t, xf, yf, lam0, lam1, lam2, wz0, wz1, wz2, Z)
+                _pixel_grads(ga, k, w, gp, 0, G, cols, t, xf, yf, ax, ay, bx, by, cx, cy, ia, iz0, iz1, iz2,
+                             lam0, lam1, lam2, wz0, wz1, wz2, Z)
         for k in range(e - s):
             for c in range(gbuf.shape[1]):
                 gbuf[s + k, c] = ga[k, c]

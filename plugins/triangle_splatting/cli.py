@@ -162,7 +162,7 @@ def fit_cmd(
     dataset: str = typer.Argument(..., metavar="DATASET", help="Blender folder (transforms_train.json) or COLMAP folder (images/ + sparse/0)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="blender | colmap (default: detected)."),
     out: str = typer.Option(..., "--out", "-o", metavar="DIR", help="Run folder: scene.ply, checkpoint.pt, metrics.json, log.json, previews/."),
-    iters: int = typer.Option(3000, "--iters", min=1, help="Training iterations (all schedules scale with it; the paper uses 30000)."),
+    iters: Optional[int] = typer.Option(None, "--iters", min=1, help="Training iterations (all schedules scale with it; the paper uses 30000). Default: 3000; with --time-limit as many as fit (N: at most N). --resume without --iters finishes the saved plan."),
     mode: str = typer.Option("ts", "--mode", help="ts (free soft triangles) | ts+ (shared vertices, ends opaque and hard: a mesh)."),
     holdout: int = typer.Option(8, "--holdout", min=0, help="Every N-th view is held out for evaluation (0: none, evaluate on training views)."),
     max_size: Optional[int] = typer.Option(None, "--max-size", min=8, help="Downscale images so the longer side is at most this."),
@@ -171,7 +171,7 @@ def fit_cmd(
     max_triangles: int = typer.Option(300_000, "--max-triangles", min=16, help="Cap on the triangle count during densification."),
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate held-out views (PSNR/SSIM, preview PNG) every N iterations (0: only at the end)."),
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=0, help="Write RUN_DIR/checkpoint.pt every N iterations."),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", callback=non_negative, help="Stop after this many minutes (the scene, checkpoint and evaluation are still written)."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", callback=non_negative, metavar="MINUTES", help="Minutes for the training loop: a short warm-up measures the speed, then the whole schedule (densify/prune, SH, learning rates, TS+ annealing) is planned to the iterations that fit and re-planned as the triangles grow, ending complete at about 97% of the limit (stopped, marked stopped_early, if the time runs out first). The final checkpoint, evaluation and export come after and are not counted. On --resume the limit covers the whole run (time already trained counts)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoint.pt."),
     seed: int = typer.Option(0, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
@@ -181,15 +181,17 @@ def fit_cmd(
     """Fit triangles to posed photos (Triangle Splatting / Triangle Splatting+).
 
     Trains with the published recipe (L1 + D-SSIM + opacity regulariser, densify/prune, SH schedule;
-    TS+: annealed sigma and opacity floor) scaled to --iters, shows a progress bar with loss and
-    PSNR, evaluates the held-out views and writes RUN_DIR/scene.ply (render it with
-    `facet3d render`, export it with `facet3d export`).
+    TS+: annealed sigma and opacity floor) scaled to --iters, or to the iterations that fit in
+    --time-limit; shows a progress bar against the plan with loss and PSNR, evaluates the held-out
+    views and writes RUN_DIR/scene.ply (render it with `facet3d render`, export it with
+    `facet3d export`). metrics.json records the planned and the done iterations.
 
     \b
     Examples:
       facet3d fit nerf_synthetic/lego --format blender --out runs/lego --iters 3000
       facet3d fit garden --format colmap --out runs/garden --mode ts+ --max-size 400
       facet3d fit nerf_synthetic/lego --out runs/lego --resume --iters 6000
+      facet3d fit nerf_synthetic/lego --out runs/lego-20min --time-limit 20
     """
     if mode not in ("ts", "ts+"):
         raise UsageError(f"--mode {mode!r}: expected ts or ts+")
@@ -199,7 +201,7 @@ def fit_cmd(
     run = Path(out)
 
     from facet3d.plugins.triangle_splatting.datasets import load_dataset
-    from facet3d.plugins.triangle_splatting.fit import FitConfig, check_run_dir, fit
+    from facet3d.plugins.triangle_splatting.fit import DEFAULT_ITERS, FitConfig, check_run_dir, fit
 
     check_run_dir(run, resume)
     dev = resolve_device(device)
@@ -212,13 +214,21 @@ def fit_cmd(
     cfg = FitConfig(mode=mode, iters=iters, seed=seed, init_points=init_points, max_triangles=max_triangles,
                     eval_every=eval_every, checkpoint_every=checkpoint_every,
                     time_limit=None if time_limit is None else 60.0 * time_limit, device=dev, threads=threads)
-    with progress_callback(f"fit {mode}", iters, transient=False) as bar:
+    # the bar counts against the plan: every step brings its planned count (None while a time limit warms up)
+    total = (iters or DEFAULT_ITERS) if time_limit is None and not resume else None
+    with progress_callback(f"fit {mode}", total, transient=False) as bar:
         def on_step(it: int, rec: dict) -> None:
-            bar(it, None, f"fit {mode} loss {rec['loss']:.4f} PSNR {rec['psnr']:.2f} tris {rec['triangles']}")
+            bar(it, rec["planned"], f"fit {mode} loss {rec['loss']:.4f} PSNR {rec['psnr']:.2f} tris {rec['triangles']}")
 
         metrics = fit(ds, run, cfg, resume=resume, on_step=on_step,
                       log=lambda msg: err.print(f"facet3d: {msg}", soft_wrap=True, markup=False))
-    err.print(f"facet3d: fit {mode}: {metrics['iterations']} iterations in {metrics['train_seconds']:.0f} s, "
+    done = f"{metrics['iterations']} iterations"
+    if time_limit is not None:
+        state = "schedule completed" if metrics["schedule_completed"] else \
+            f"stopped at {metrics['schedule_progress']:.0%} of the schedule"
+        planned = metrics["planned_iterations"]  # None: the time ran out before the warm-up planned
+        done += f" of {planned} planned ({state})" if planned is not None else f" ({state})"
+    err.print(f"facet3d: fit {mode}: {done} in {metrics['train_seconds']:.0f} s, "
               f"{metrics['triangles']} triangles; {metrics['eval_split']} PSNR {metrics['psnr']:.2f} dB, "
               f"SSIM {metrics['ssim']:.4f} -> {run / 'scene.ply'}", soft_wrap=True, markup=False)
     if json_out:

@@ -1,16 +1,20 @@
 """Fit a triangle-splatting scene to posed photos: the training loop behind ``facet3d fit``.
 
-The published recipe (30k iterations) with every schedule expressed as a *fraction* of the run so
-short CPU runs keep its shape:
+The published recipe (30k iterations) with every schedule a function of the run's *progress*
+f in [0, 1], so short CPU runs keep its shape.  A `Plan` maps the iteration to f: with
+``--iters N`` alone f = it / N (exactly the fractions of N the recipe states); with a time limit the
+plan is measured and re-planned (below).  At f:
 
 * loss ``0.8 L1 + 0.2 (1 - SSIM) + 0.0055 mean(opacity)`` on one random training view per step;
 * Adam; learning rates: vertices 0.0018 x the camera extent (3DGS's spatial scale, which the
   official code inherits) decaying exponentially to 1/100 of it, SH dc 0.0025 (rest / 20),
   opacity 0.014, sigma 0.0008.  Runs shorter than 30k iterations scale these by
-  ``s = clamp(sqrt(30000 / iters), 1, 4)`` (vertices by sqrt(s)): measured on a synthetic scene,
-  400 iterations reach 30.6 dB with it and 24.4 dB with the 30k-iteration rates;
+  ``s = clamp(sqrt(30000 / planned), 1, 4)`` (vertices by sqrt(s)), ``planned`` the plan's
+  iteration count: measured on a synthetic scene, 400 iterations reach 30.6 dB with it and 24.4 dB
+  with the 30k-iteration rates.  Every group's rate is set from the schedule at every step;
 * SH degree +1 every 1/30 of the run (1k of 30k) up to 3;
-* densify + prune every 1/60 of the run (500 of 30k) from 1/60 to 5/6 (500 -> 25k): prune triangles
+* densify + prune every 1/60 of the run (500 of 30k) from 1/60 to 5/6 (500 -> 25k), at least one
+  pass over the training views apart: prune triangles
   whose max blending weight over the interval stayed below ``prune_weight`` (only those in view of
   some camera in it: occluded ones go, TS+'s interior Delaunay faces above all)
   or whose opacity fell below 0.005, then grow the count by ``grow`` (1.3x) up to ``max_triangles``;
@@ -19,9 +23,32 @@ short CPU runs keep its shape:
   supersampling 2x from 2/3 and 4x from 5/6 (20k / 25k; on by default only on CUDA: it multiplies
   the CPU cost by 4-16).
 
-Checkpoints (``RUN_DIR/checkpoint.pt``, plain CPU tensors and numbers, loadable with
+The densify and SH events sit on grids of progress points fixed by the first plan (in iterations
+of that plan: ``densify_iterations``, ``sh_iterations``); an event fires at the first iteration
+whose progress reaches its point, so re-planning never repeats or undoes one.
+
+Time limit (``cfg.time_limit`` seconds, `Pacer`): the loop first measures its speed over a short
+warm-up (progress held at 0; the session's first iteration, which pays one-off compile and
+allocation costs, is not counted), then plans the iteration count whose predicted cost - a + b x
+triangles per step, the triangle count growing at each remaining densify event - fills 97% of the
+budget, and re-plans from the recent rate after every densify event and every 5% of the budget.
+The first plan, made before two triangle counts are measured, takes the cost as proportional to
+triangles (conservative: it may plan low, and its count fixes the grids' one-pass-over-the-views
+spacing); later plans correct the pace.  A re-plan keeps the progress reached and spreads the rest
+of the schedule over the new count, so the run ends with a completed schedule; ``cfg.iters`` (when
+given) caps the plan (``iters=None`` without a time limit: ``DEFAULT_ITERS``, 3000).  Should the time
+run out anyway the loop stops (``stopped_early``).  The final checkpoint, evaluation and export come
+after the loop and are not counted.  The final scene is always the schedule's end state (final SH
+degree, TS+ sigma and opacity floor).  ``metrics.json`` records ``planned_iterations``,
+``iterations`` (done), ``requested_iterations``, ``stopped_early`` and ``schedule_completed``;
+``log.json`` every plan (``replans``: iteration, planned, sec_per_iter, triangles and the reason:
+``iterations`` - set by ``--iters`` -, ``warm-up``, ``resume``, ``densify``, ``rate`` - a new triangle
+count measured -, ``periodic``) and every densify event (``densify``).
+
+Checkpoints (``RUN_DIR/checkpoint.pt``, plain CPU tensors, numbers and JSON strings, loadable with
 ``weights_only=True`` on any machine) hold the parameters, Adam state, densification statistics,
-RNG and the iteration, so ``--resume`` continues exactly where a run stopped.
+RNG, the iteration and the plan, so ``--resume`` continues exactly where a run stopped (`_resumed_plan`
+says which plan it continues; with a time limit the budget left is ``time_limit - elapsed``).
 
 Device: ``cfg.device`` holds everything that is trained or compared - the dataset's images, masks
 and cameras (`dataset_to`), the background, the parameters and Adam's state.  The random generator
@@ -33,7 +60,9 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
+from bisect import bisect_right
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -45,13 +74,16 @@ from facet3d.core.errors import InputError, UsageError
 from facet3d.plugins.triangle_splatting.datasets import dataset_to
 from facet3d.plugins.triangle_splatting.model import SplatModel
 
-__all__ = ["FitConfig", "fit", "evaluate", "Schedule", "initial_points", "check_run_dir"]
+__all__ = ["FitConfig", "fit", "evaluate", "Schedule", "Plan", "Pacer", "initial_points", "check_run_dir",
+           "densify_iterations", "sh_iterations", "DEFAULT_ITERS"]
+
+DEFAULT_ITERS = 3000  # ``iters=None`` without a time limit
 
 
 @dataclass
 class FitConfig:
     mode: str = "ts"  # "ts" | "ts+"
-    iters: int = 3000
+    iters: int | None = None  # None: DEFAULT_ITERS, or with a time limit as many as fit; with one: a cap
     seed: int = 0
     lr_verts: float = 0.0018  # x the camera extent (3DGS's spatial_lr_scale) x sqrt(lr_scale)
     lr_verts_final_ratio: float = 0.01
@@ -59,7 +91,7 @@ class FitConfig:
     lr_rest: float = 0.0025 / 20
     lr_opacity: float = 0.014
     lr_sigma: float = 0.0008
-    lr_scale: float | None = None  # None: clamp(sqrt(30000 / iters), 1, 4) (short runs need larger steps)
+    lr_scale: float | None = None  # None: clamp(sqrt(30000 / planned), 1, 4) (short runs need larger steps)
     lambda_dssim: float = 0.2
     lambda_opacity: float = 0.0055
     init_opacity: float = 0.28
@@ -84,34 +116,135 @@ class FitConfig:
     eval_every: int = 0  # 0: only at the end
     checkpoint_every: int = 500
     preview_every: int = 0  # 0: with evaluations
-    time_limit: float | None = None  # seconds; stop early (checkpoint + evaluation still happen)
+    time_limit: float | None = None  # seconds of training loop: the schedule is planned to fit (module docstring)
     device: str = "cpu"
     threads: int | None = None
     extra: dict = field(default_factory=dict)
 
 
-class Schedule:
-    """Every schedule of the recipe as a function of the iteration ``it`` (0-based)."""
+# ---------------------------------------------------------------------- the plan and the schedule
+@dataclass
+class Plan:
+    """The schedule's clock: iteration -> progress f in [0, 1].
 
-    def __init__(self, cfg: FitConfig, n_views: int = 1) -> None:
+    f(it) = f0 + (it - it0) (1 - f0) / (planned - it0) from the last re-plan point (it0, f0), and 1
+    from ``planned`` (the planned total iteration count) on: piecewise linear, continuous and
+    monotone across re-plans.  ``base``: the length in iterations of the whole schedule at the first
+    plan's pace, which fixes the event grids once; ``None`` while nothing is planned yet (a
+    time-limited run's warm-up), when progress stays at f0.  ``Plan.by_iterations(n)``: f = it / n.
+    """
+
+    planned: int
+    it0: int = 0
+    f0: float = 0.0
+    base: int | None = None
+
+    @classmethod
+    def by_iterations(cls, n: int) -> "Plan":
+        return cls(int(n), 0, 0.0, int(n))
+
+    @property
+    def started(self) -> bool:
+        return self.base is not None
+
+    @property
+    def uniform(self) -> bool:
+        """Never re-planned: f = it / planned."""
+        return self.it0 == 0 and self.f0 == 0.0 and self.base == self.planned
+
+    def finished(self, it: int) -> bool:
+        return self.started and it >= self.planned
+
+    def progress(self, it: int) -> float:
+        if self.base is None or it <= self.it0:
+            return self.f0
+        if it >= self.planned:
+            return 1.0
+        return self.f0 + (it - self.it0) * (1 - self.f0) / (self.planned - self.it0)
+
+    def position(self, it: int) -> float:
+        """Progress x ``planned``, the schedule's iteration in the current plan (``it`` itself when uniform:
+        this order of operations is exact there)."""
+        if self.base is None or it <= self.it0:
+            return self.f0 * self.planned
+        if it >= self.planned:
+            return float(self.planned)
+        return self.f0 * self.planned + (it - self.it0) * (1 - self.f0) * self.planned / (self.planned - self.it0)
+
+    def replan(self, it: int, planned: int) -> "Plan":
+        """The plan that keeps the progress reached at ``it`` and ends at ``planned`` (at least ``it``)."""
+        planned = max(int(planned), it)
+        f = self.progress(it)
+        base = self.base if self.base is not None else max(1, planned - it)
+        return Plan(planned, it, f, base)
+
+
+def densify_iterations(cfg: FitConfig, n_views: int, n: int) -> list[int]:
+    """The densify/prune iterations of an ``n``-iteration schedule: every ``densify_every`` x n (and at
+    least ``n_views``: the statistics should cover every training view once), from ``densify_from`` x n
+    to ``densify_until`` x n."""
+    every = max(1, round(cfg.densify_every * n), n_views)
+    start = max(1, round(cfg.densify_from * n), n_views)
+    first = -(-start // every) * every
+    return list(range(first, math.floor(cfg.densify_until * n) + 1, every))
+
+
+def sh_iterations(cfg: FitConfig, n: int) -> list[int]:
+    """The iterations of an ``n``-iteration schedule where the SH degree steps up (every ``sh_every`` x n)."""
+    step = max(1, round(cfg.sh_every * n))
+    return [j * step for j in range(1, cfg.sh_degree + 1)]
+
+
+class Schedule:
+    """Every schedule of the recipe at iteration ``it`` (iterations done), through the progress of ``plan``
+    (default ``Plan.by_iterations(cfg.iters)``; the loop replaces ``self.plan`` when it re-plans)."""
+
+    def __init__(self, cfg: FitConfig, n_views: int = 1, plan: Plan | None = None) -> None:
         self.c = cfg
         self.n_views = n_views  # densification statistics should cover every training view once
+        self.plan = plan if plan is not None else Plan.by_iterations(cfg.iters or DEFAULT_ITERS)
+        self._grids: tuple = (None, [], [])
 
     def frac(self, it: int) -> float:
-        return it / max(1, self.c.iters)
+        return self.plan.progress(it)
+
+    def _grid(self) -> tuple[list[float], list[float]]:
+        base = self.plan.base
+        if self._grids[0] != base:
+            n = max(1, base or 1)
+            dens = [] if base is None else [e / n for e in densify_iterations(self.c, self.n_views, n)]
+            sh = [] if base is None else [e / n for e in sh_iterations(self.c, n)]
+            self._grids = (base, dens, sh)
+        return self._grids[1], self._grids[2]
+
+    def densify_points(self) -> list[float]:
+        """Progress of each densify/prune event (empty before the first plan)."""
+        return self._grid()[0]
+
+    def sh_points(self) -> list[float]:
+        """Progress of each SH degree step."""
+        return self._grid()[1]
+
+    def lr_scale(self) -> float:
+        return lr_scale(self.c, self.plan.planned)
 
     def lr_verts(self, it: int, extent: float = 1.0) -> float:
         t = min(1.0, self.frac(it))
-        return self.c.lr_verts * extent * math.sqrt(lr_scale(self.c)) * self.c.lr_verts_final_ratio ** t
+        return self.c.lr_verts * extent * math.sqrt(self.lr_scale()) * self.c.lr_verts_final_ratio ** t
+
+    def lrs(self, it: int, extent: float = 1.0) -> dict[str, float]:
+        """The learning rate of every parameter group (by name) at ``it``."""
+        s = self.lr_scale()
+        return dict(verts=self.lr_verts(it, extent), dc=self.c.lr_dc * s, rest=self.c.lr_rest * s,
+                    opacity=self.c.lr_opacity * s, sigma=self.c.lr_sigma * s)
 
     def sh_degree(self, it: int) -> int:
-        step = max(1, round(self.c.sh_every * self.c.iters))
-        return min(self.c.sh_degree, it // step)
+        return min(self.c.sh_degree, bisect_right(self.sh_points(), self.frac(it)))
 
     def densify_now(self, it: int) -> bool:
-        every = max(1, round(self.c.densify_every * self.c.iters), self.n_views)
-        start = max(1, round(self.c.densify_from * self.c.iters), self.n_views)
-        return it >= start and it <= self.c.densify_until * self.c.iters and it % every == 0
+        """Whether iteration ``it`` reaches a densify point (events a re-plan squeezed into one iteration merge)."""
+        pts = self.densify_points()
+        return bisect_right(pts, self.frac(it)) > bisect_right(pts, self.frac(it - 1))
 
     def sigma(self, it: int) -> float:
         t = min(1.0, self.frac(it))
@@ -120,23 +253,31 @@ class Schedule:
     def opacity_floor(self, it: int) -> float:
         if self.c.mode != "ts+":
             return 0.0
-        a, b = self.c.floor_from * self.c.iters, self.c.floor_until * self.c.iters
-        if it <= a:
+        n, u = self.plan.planned, self.plan.position(it)
+        a, b = self.c.floor_from * n, self.c.floor_until * n
+        if u <= a:
             return self.c.floor_start
-        t = min(1.0, (it - a) / max(1.0, b - a))
+        t = min(1.0, (u - a) / max(1.0, b - a))
         return self.c.floor_start + t * (self.c.floor_end - self.c.floor_start)
 
     def supersample(self, it: int) -> int:
+        return self.supersample_at(self.frac(it))
+
+    def supersample_at(self, f: float) -> int:
         on = self.c.supersample if self.c.supersample is not None else self.c.device.startswith("cuda")
         if self.c.mode != "ts+" or not on:
             return 1
-        f = self.frac(it)
         return 4 if f >= 5 / 6 else 2 if f >= 2 / 3 else 1
 
+    def completed(self, it: int) -> "Schedule":
+        """This schedule at its end from iteration ``it`` on (the final scene; a run that stopped early too)."""
+        return Schedule(self.c, self.n_views, self.plan.replan(it, it))
+
     def final(self) -> dict:
-        it = self.c.iters
-        return dict(sh=self.sh_degree(it), sigma=self.sigma(it) if self.c.mode == "ts+" else None,
-                    floor=self.opacity_floor(it))
+        it = self.plan.planned
+        end = self.completed(it)
+        return dict(sh=end.sh_degree(it), sigma=end.sigma(it) if self.c.mode == "ts+" else None,
+                    floor=end.opacity_floor(it))
 
 
 # ---------------------------------------------------------------------- initialisation
@@ -223,12 +364,222 @@ def _save_preview(path: Path, gt: Tensor, pred: Tensor) -> None:
         Image.fromarray(arr).save(tmp, format="PNG")
 
 
+# ---------------------------------------------------------------------- pacing a time limit
+class Pacer:
+    """Plans the iteration count that fits the time budget ``cfg.time_limit`` and re-plans as the rate drifts.
+
+    Timing (`record`): the seconds of each training step per triangle count, divided by the
+    supersampling factor squared; the session's first step (one-off compile and allocation costs)
+    is not counted.  Densify, evaluation and checkpoint times are kept apart (`overhead`).
+
+    Cost of a step at T triangles: c(T) = c_ref + b (T - T_ref), c_ref the median of the latest
+    measured count's recent steps, b the least-squares slope over the counts measured, clipped to
+    [0, c_ref / T_ref] (until two counts have been measured: c_ref / T_ref, cost proportional to
+    triangles, the conservative guess).
+    A plan gives the rest of the schedule the iterations R whose predicted time - each remaining
+    densify event growing the count by ``grow`` up to ``max_triangles`` and costing one more densify,
+    evaluations and checkpoints amortised per iteration, supersampling steps included - fills
+    ``target`` of the budget.  Warm-up: no plan before ``warmup_steps`` measured steps and
+    ``warmup_share`` of the budget or ``warmup_max_steps`` steps, whichever comes first (and no later
+    than ``warmup_max_share`` of the budget, or a tenth of the ``cfg.iters`` cap).
+    Re-plans: after every densify event, when a new triangle count has ``level_steps`` measured
+    steps, and every ``replan_share`` of the budget (more often as the end nears).
+    """
+
+    target = 0.97
+    warmup_steps = 10
+    warmup_max_steps = 50
+    warmup_share = 0.02
+    warmup_max_share = 0.05
+    replan_share = 0.05
+    level_steps = 8
+    window = 30
+
+    def __init__(self, cfg: FitConfig) -> None:
+        self.c = cfg
+        self.budget = float(cfg.time_limit)
+        self.cap = cfg.iters
+        self.samples: dict[int, list[float]] = {}  # triangle count -> recent step seconds (most recent count last)
+        self.overheads: dict[str, float] = {}  # densify | eval | checkpoint -> seconds, last measured
+        self.measured, self.measured_time = 0, 0.0
+        self.first = True
+        self.warm = False
+        self.last_replan = 0.0
+
+    # ------------------------------------------------------------------ measurements
+    def record(self, seconds: float, triangles: int, supersample: int = 1) -> None:
+        """One training step took ``seconds`` at ``triangles`` triangles and ``supersample``."""
+        if self.first:
+            self.first = False
+            return
+        self.measured += 1
+        self.measured_time += seconds
+        s = self.samples.pop(triangles, [])
+        s.append(seconds / supersample ** 2)
+        self.samples[triangles] = s[-self.window:]
+
+    def overhead(self, kind: str, seconds: float) -> None:
+        self.overheads[kind] = seconds
+
+    # ------------------------------------------------------------------ the cost model
+    def step_cost(self, triangles: int, supersample: int = 1) -> float:
+        """Predicted seconds of one training step at ``triangles`` (1 s per step before any measurement)."""
+        if not self.samples:
+            return 1.0
+        level = {t: statistics.median(s) for t, s in self.samples.items()}
+        steady = [t for t, s in self.samples.items() if len(s) >= 3]
+        t_ref = steady[-1] if steady else next(reversed(self.samples))
+        c_ref = level[t_ref]
+        if len(steady) >= 2:
+            mt = sum(steady) / len(steady)
+            mc = sum(level[t] for t in steady) / len(steady)
+            var = sum((t - mt) ** 2 for t in steady)
+            slope = sum((t - mt) * (level[t] - mc) for t in steady) / var
+        else:
+            slope = math.inf
+        slope = min(max(0.0, slope), c_ref / max(1, t_ref))  # between constant and proportional to triangles
+        return max(1e-9, c_ref + slope * (triangles - t_ref)) * supersample ** 2
+
+    def _periodic_cost(self) -> float:
+        """Evaluations and checkpoints in the loop, per iteration."""
+        cost = 0.0
+        for kind, every in (("eval", self.c.eval_every), ("checkpoint", self.c.checkpoint_every)):
+            if every and kind in self.overheads:
+                cost += self.overheads[kind] / every
+        return cost
+
+    def iterations_left(self, sched: Schedule, f: float, points: list[float], triangles: int, seconds: float) -> int:
+        """Iterations that take the schedule from progress ``f`` to 1 in ``seconds``, densify events at ``points``."""
+        ahead = [p for p in points if f < p < 1]
+        cuts = sorted({f, 1.0, *ahead, *(p for p in (2 / 3, 5 / 6) if f < p < 1)})
+        cap = max(self.c.max_triangles, triangles)
+        cost, grown, done = 0.0, triangles, 0
+        for lo, hi in zip(cuts, cuts[1:]):
+            while done < len(ahead) and ahead[done] <= lo:
+                grown, done = min(cap, math.ceil(grown * self.c.grow)), done + 1
+            cost += (hi - lo) / (1 - f) * self.step_cost(grown, sched.supersample_at(lo))
+        cost += self._periodic_cost()
+        seconds -= len(ahead) * self.overheads.get("densify", self.step_cost(triangles))
+        return max(0, int(seconds / cost))
+
+    def plan_iterations(self, it: int, sched: Schedule, triangles: int, elapsed: float) -> int:
+        """The total iteration count to plan at ``it`` (at least ``it`` + 1, at most the ``cfg.iters`` cap)."""
+        plan = sched.plan
+        f = plan.progress(it)
+        if f >= 1.0:  # nothing left to schedule (a finished schedule resumed with a larger --iters)
+            return plan.planned
+        left = self.target * self.budget - elapsed
+        if plan.started:
+            n = self.iterations_left(sched, f, sched.densify_points(), triangles, left)
+        else:
+            n = self._first_iterations(sched, f, triangles, left)
+        planned = it + max(1, n)
+        return max(it, planned if self.cap is None else min(planned, self.cap))
+
+    def _first_iterations(self, sched: Schedule, f: float, triangles: int, seconds: float) -> int:
+        """`iterations_left` for the first plan, which fixes the grid: the largest n whose own grid
+        (``densify_iterations`` of n: more events the more iterations) still fits n iterations in ``seconds``."""
+        def fits(n: int) -> bool:
+            points = [e / n for e in densify_iterations(self.c, sched.n_views, n)]
+            return self.iterations_left(sched, f, points, triangles, seconds) >= n
+
+        lo, hi = 0, self.iterations_left(sched, f, [], triangles, seconds)  # no densify events: an upper bound
+        if hi >= 1 and fits(hi):
+            return hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        return lo
+
+    # ------------------------------------------------------------------ when to re-plan
+    def _warmed_up(self) -> bool:
+        n, t, b = self.measured, self.measured_time, self.budget
+        enough = n >= self.warmup_steps and (t >= self.warmup_share * b or n >= self.warmup_max_steps)
+        return n >= 1 and (enough or t >= self.warmup_max_share * b
+                           or (self.cap is not None and n >= max(1, self.cap // 10)))
+
+    def _reason(self, sched: Schedule, triangles: int, elapsed: float, densified: bool) -> str | None:
+        if not self.warm:
+            if not self._warmed_up():
+                return None
+            self.warm = True
+            return "resume" if sched.plan.started else "warm-up"
+        if densified:
+            return "densify"
+        if len(self.samples.get(triangles, ())) == self.level_steps:
+            return "rate"
+        left = self.target * self.budget - elapsed
+        if elapsed - self.last_replan >= min(self.replan_share * self.budget, max(0.0, 0.25 * left)):
+            return "periodic"
+        return None
+
+    def replan(self, it: int, sched: Schedule, triangles: int, elapsed: float,
+               densified: bool = False) -> tuple[Plan, dict] | None:
+        """After iteration ``it``: a new plan and its record (iteration, planned, sec_per_iter, triangles,
+        reason), or None when it is not time to re-plan."""
+        if sched.plan.finished(it):
+            return None
+        reason = self._reason(sched, triangles, elapsed, densified)
+        if reason is None:
+            return None
+        self.last_replan = elapsed
+        planned = self.plan_iterations(it, sched, triangles, elapsed)
+        rec = dict(iteration=it, planned=planned, triangles=triangles, reason=reason,
+                   sec_per_iter=round(self.step_cost(triangles, sched.supersample(it)), 6))
+        return sched.plan.replan(it, planned), rec
+
+
+def _initial_plan(cfg: FitConfig) -> Plan:
+    """``--iters`` alone: by iterations.  A time limit: nothing planned until the warm-up has measured
+    the speed (``planned``, the cap or DEFAULT_ITERS, only sets the warm-up's learning rates)."""
+    if cfg.time_limit is None:
+        return Plan.by_iterations(cfg.iters or DEFAULT_ITERS)
+    return Plan(cfg.iters or DEFAULT_ITERS)
+
+
+def _restore_plan(ck: dict, cfg: FitConfig, it: int, triangles: int) -> tuple[Plan, list[dict], list[dict]]:
+    """A checkpoint's plan state -> (the plan to continue, the plans made, the densify events)."""
+    state = json.loads(ck["plan"]) if "plan" in ck else None
+    saved = None if state is None else Plan(**state["plan"])
+    replans, densified = ([], []) if state is None else (state["replans"], state["densify"])
+    plan = _resumed_plan(saved, cfg, it)
+    if plan != saved:
+        replans.append(dict(iteration=it, planned=plan.planned, sec_per_iter=None, triangles=triangles,
+                            reason="iterations"))
+    return plan, replans, densified
+
+
+def _resumed_plan(saved: Plan | None, cfg: FitConfig, it: int) -> Plan:
+    """The plan a resumed run continues from iteration ``it``.
+
+    * a checkpoint without a plan (older runs): by iterations, as such runs were;
+    * ``--iters N`` without a time limit: a plan that was never re-planned scales to N from the start,
+      as the schedule always did; a time-planned one keeps its progress and ends at N;
+    * no ``--iters`` without a time limit: the saved plan, to its end;
+    * a time limit: the saved plan (capped at ``--iters``), re-planned once the warm-up has measured
+      this session's speed against the budget left.
+    """
+    if saved is None:
+        return Plan.by_iterations(cfg.iters or DEFAULT_ITERS)
+    if cfg.time_limit is None:
+        if cfg.iters is None:
+            return saved if saved.started else saved.replan(it, saved.planned)
+        if saved.uniform:
+            return Plan.by_iterations(cfg.iters)
+        return saved if saved.planned == cfg.iters else saved.replan(it, cfg.iters)
+    if cfg.iters is not None and saved.planned > cfg.iters:
+        return saved.replan(it, cfg.iters) if saved.started else Plan(cfg.iters, saved.it0, saved.f0)
+    return saved
+
+
 # ---------------------------------------------------------------------- the loop
-def lr_scale(cfg: FitConfig) -> float:
-    """Learning-rate multiplier for runs shorter than the published 30k iterations."""
+def lr_scale(cfg: FitConfig, planned: int | None = None) -> float:
+    """Learning-rate multiplier for runs shorter than the published 30k iterations (``planned``: the plan's
+    count; default ``cfg.iters``)."""
     if cfg.lr_scale is not None:
         return cfg.lr_scale
-    return min(4.0, max(1.0, math.sqrt(30000 / max(1, cfg.iters))))
+    n = planned if planned is not None else (cfg.iters or DEFAULT_ITERS)
+    return min(4.0, max(1.0, math.sqrt(30000 / max(1, n))))
 
 
 def camera_extent(cameras) -> float:
@@ -237,12 +588,14 @@ def camera_extent(cameras) -> float:
     return 1.1 * float((c - c.mean(0)).norm(dim=-1).max().clamp_min(1e-6))
 
 
-def _optimizer(model: SplatModel, cfg: FitConfig) -> torch.optim.Adam:
-    s = lr_scale(cfg)
-    lrs = dict(verts=cfg.lr_verts, dc=cfg.lr_dc * s, rest=cfg.lr_rest * s, opacity=cfg.lr_opacity * s,
-               sigma=cfg.lr_sigma * s)
+def _optimizer(model: SplatModel, lrs: dict[str, float]) -> torch.optim.Adam:
     groups = [dict(params=[t], lr=lrs[k], name=k) for k, t in model.params.items()]
     return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
+
+
+def _set_lrs(opt: torch.optim.Adam, lrs: dict[str, float]) -> None:
+    for g in opt.param_groups:
+        g["lr"] = lrs[g["name"]]
 
 
 def _render_train(model, sched, it, cam, background, image_size):
@@ -262,6 +615,19 @@ def _render_train(model, sched, it, cam, background, image_size):
     out = render(scene, big, background=background)
     rgb = torch.nn.functional.avg_pool2d(out["rgb"].permute(0, 3, 1, 2), s).permute(0, 2, 3, 1)
     return dict(out, rgb=rgb)
+
+
+def _densify_and_prune(model: SplatModel, opt, maxw: Tensor, seen: Tensor, cfg: FitConfig, floor: float,
+                       pix: float, gen: torch.Generator) -> dict:
+    """One densify/prune event (module docstring) -> its counts: pruned, split, cloned, triangles."""
+    if model.form == "ts+":  # TS+ keeps its surface: only faces no view used are dropped
+        remove = seen & (maxw < cfg.prune_weight)
+    else:
+        remove = (seen & (maxw < cfg.prune_weight)) | (model.triangle_opacity(floor) < cfg.prune_opacity)
+    n_pruned = model.prune(remove, opt)
+    target = min(cfg.max_triangles, int(math.ceil(len(model) * cfg.grow)))
+    counts = model.densify(target - len(model), 4.0 * pix, gen, opt, floor)
+    return dict(pruned=n_pruned, split=counts["split"], cloned=counts["cloned"], triangles=len(model))
 
 
 def check_run_dir(run: Path, resume: bool) -> None:
@@ -284,21 +650,32 @@ def _cpu(obj):
 
 
 def fit(dataset, out_dir, cfg: FitConfig, resume: bool = False,
-        on_step: Callable[[int, dict], None] | None = None, log: Callable[[str], None] | None = None) -> dict:
+        on_step: Callable[[int, dict], None] | None = None, log: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.perf_counter) -> dict:
     """Train, write ``out_dir`` (scene.ply, checkpoint.pt, metrics.json, log.json, previews/), return metrics.
 
-    ``cfg.threads`` applies for this call only: the caller's torch thread count is restored after.
+    ``on_step(it, rec)`` after every iteration: rec holds loss, psnr, triangles and ``planned`` (the
+    plan's iteration count; None during a time limit's warm-up).  ``clock``: seconds, for the time
+    limit and the recorded times.  ``cfg.threads`` applies for this call only: the caller's torch
+    thread count is restored after.
     """
     threads = torch.get_num_threads()
     try:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        return _fit(dataset, out_dir, cfg, resume, on_step, log)
+        return _fit(dataset, out_dir, cfg, resume, on_step, log, clock)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(dataset, out_dir, cfg: FitConfig, resume: bool, on_step, log) -> dict:
+def _requested_iterations(cfg: FitConfig) -> int | None:
+    """What the run was asked for: ``cfg.iters``, else DEFAULT_ITERS, or None (as many as fit) with a time limit."""
+    if cfg.iters is not None:
+        return cfg.iters
+    return None if cfg.time_limit is not None else DEFAULT_ITERS
+
+
+def _fit(dataset, out_dir, cfg: FitConfig, resume: bool, on_step, log, clock) -> dict:
     from facet3d.core.checkpoints import load_checkpoint
     from facet3d.core.io.api import atomic_output
     from facet3d.core.ops.image_metrics import psnr, ssim
@@ -311,7 +688,6 @@ def _fit(dataset, out_dir, cfg: FitConfig, resume: bool, on_step, log) -> dict:
     dev = torch.device(cfg.device)
     dataset = dataset_to(dataset, dev)
     train, test = dataset.train, dataset.test
-    sched = Schedule(cfg, len(train.names))
     bg = torch.tensor(dataset.background, dtype=torch.float32, device=dev)
     H, W = train.images.shape[1:3]
     center = (dataset.bounds[0].float() + dataset.bounds[1].float()) / 2
@@ -320,6 +696,8 @@ def _fit(dataset, out_dir, cfg: FitConfig, resume: bool, on_step, log) -> dict:
     ckpt_path = out / "checkpoint.pt"
     history: list[dict] = []
     evals: list[dict] = []
+    replans: list[dict] = []  # every plan made: iteration, planned, sec_per_iter, triangles, reason
+    densified: list[dict] = []  # every densify event: iteration, progress, pruned, split, cloned, triangles
     start_it, elapsed0 = 0, 0.0
     if resume:
         if not ckpt_path.is_file():
@@ -328,37 +706,45 @@ def _fit(dataset, out_dir, cfg: FitConfig, resume: bool, on_step, log) -> dict:
         if ck.get("mode") != cfg.mode:
             raise InputError(f"{ckpt_path}: checkpoint is mode {ck.get('mode')!r}, not {cfg.mode!r}")
         model = SplatModel.from_state_dict(cfg.mode, ck["model"]).to(dev)
-        opt = _optimizer(model, cfg)
-        opt.load_state_dict(ck["optimizer"])  # moves Adam's moments to the parameters' device
         gen.set_state(ck["generator"])
         start_it, elapsed0 = int(ck["iteration"]), float(ck["elapsed"])
         maxw, seen = ck["max_weight"].to(dev), ck["seen"].to(dev)
         order = ck["view_order"].tolist()
         history = json.loads(ck["history"])
         evals = json.loads(ck["evals"])
+        plan, replans, densified = _restore_plan(ck, cfg, start_it, len(model))
         log(f"resumed at iteration {start_it} ({len(model)} triangles)")
     else:
         pts, cols = initial_points(dataset, cfg.init_points, gen)
         # initialisation (nearest neighbours, Delaunay) runs on the CPU; training on `dev`
         model = SplatModel.from_points(cfg.mode, pts.cpu(), None if cols is None else cols.cpu(), gen,
                                        cfg.init_opacity, cfg.init_sigma, max_radius=20 * pix).to(dev)
-        opt = _optimizer(model, cfg)
         maxw = torch.zeros(len(model), device=dev)
         seen = torch.zeros(len(model), dtype=torch.bool, device=dev)
         order = []  # views left in this epoch (popped from the end)
+        plan = _initial_plan(cfg)
+        if plan.started:
+            replans.append(dict(iteration=0, planned=plan.planned, sec_per_iter=None, triangles=len(model),
+                                reason="iterations"))
         log(f"initialised {len(model)} triangles from {len(pts)} points")
+    sched = Schedule(cfg, len(train.names), plan)
+    opt = _optimizer(model, sched.lrs(start_it, extent))
+    if resume:
+        opt.load_state_dict(ck["optimizer"])  # moves Adam's moments to the parameters' device
+    pacer = Pacer(cfg) if cfg.time_limit is not None else None
 
     def save_checkpoint(it: int, elapsed: float) -> None:
         state = dict(mode=cfg.mode, model=model.state_dict(), optimizer=opt.state_dict(), generator=gen.get_state(),
                      iteration=it, elapsed=elapsed, max_weight=maxw, seen=seen,
                      view_order=torch.tensor(order, dtype=torch.int64), history=json.dumps(history),
-                     evals=json.dumps(evals), config=json.dumps(asdict(cfg)))
+                     evals=json.dumps(evals), config=json.dumps(asdict(cfg)),
+                     plan=json.dumps(dict(plan=asdict(sched.plan), replans=replans, densify=densified)))
         with atomic_output(ckpt_path) as tmp:
             torch.save(_cpu(state), tmp)
 
-    def run_eval(it: int) -> dict:
+    def run_eval(it: int, at: Schedule | None = None) -> dict:
         views = test if len(test.names) else train
-        ev = evaluate(model, views, bg, sched, it)
+        ev = evaluate(model, views, bg, at or sched, it)
         if ev["images"]:
             _save_preview(out / "previews" / f"it{it:06d}.png", views.images[0], ev["images"][0])
         rec = dict(iteration=it, psnr=ev["psnr"], ssim=ev["ssim"], triangles=len(model),
@@ -367,21 +753,28 @@ def _fit(dataset, out_dir, cfg: FitConfig, resume: bool, on_step, log) -> dict:
         log(f"eval it {it}: PSNR {ev['psnr']:.2f} dB  SSIM {ev['ssim']:.4f}  ({len(model)} triangles)")
         return ev
 
-    t0 = time.perf_counter()
+    def timed(kind: str, fn, *args):
+        t = clock()
+        r = fn(*args)
+        if pacer is not None:
+            pacer.overhead(kind, clock() - t)
+        return r
+
+    t0 = clock()
+    elapsed = lambda: elapsed0 + clock() - t0  # noqa: E731
     it = start_it
     stopped_early = False
-    while it < cfg.iters:
-        elapsed = elapsed0 + time.perf_counter() - t0
-        if cfg.time_limit is not None and elapsed >= cfg.time_limit:
+    while not sched.plan.finished(it):
+        if cfg.time_limit is not None and elapsed() >= cfg.time_limit:
             stopped_early = True
-            log(f"time limit reached at iteration {it}")
+            log(f"time limit reached at iteration {it} ({sched.frac(it):.0%} of the schedule)")
             break
+        tick = clock()
         if not order:
             order = torch.randperm(len(train.names), generator=gen).tolist()
         b = order.pop()
-        for g in opt.param_groups:
-            if g["name"] == "verts":
-                g["lr"] = sched.lr_verts(it, extent)
+        _set_lrs(opt, sched.lrs(it, extent))
+        ss = sched.supersample(it)
         o = _render_train(model, sched, it, train.cameras[b:b + 1], bg, (H, W))
         img, gt = o["rgb"][0], train.images[b]
         l1 = (img - gt).abs().mean()
@@ -397,36 +790,51 @@ def _fit(dataset, out_dir, cfg: FitConfig, resume: bool, on_step, log) -> dict:
             seen |= o["n_touched"][0] > 0  # in view (occluded counts: occluded triangles are pruned)
             p = float(psnr(img.detach().clamp(0, 1), gt))
         it += 1
-        rec = dict(iteration=it, loss=float(loss.detach()), psnr=p, triangles=len(model))
-        if it % 10 == 0 or it == cfg.iters:
-            history.append(dict(rec, elapsed=round(elapsed0 + time.perf_counter() - t0, 2)))
+        tris = len(model)
+        rec = dict(iteration=it, loss=float(loss.detach()), psnr=p, triangles=tris,
+                   planned=sched.plan.planned if sched.plan.started else None)
+        if it % 10 == 0 or it == sched.plan.planned:
+            history.append(dict(rec, elapsed=round(elapsed(), 2)))
         if on_step:
             on_step(it, rec)
-        if sched.densify_now(it) and it < cfg.iters:
-            floor = sched.opacity_floor(it)
-            remove = (seen & (maxw < cfg.prune_weight)) | (model.triangle_opacity(floor) < cfg.prune_opacity)
-            if model.form == "ts+":
-                # TS+ keeps its surface: only faces no view used are dropped
-                remove = seen & (maxw < cfg.prune_weight)
-            n_pruned = model.prune(remove, opt)
-            target = min(cfg.max_triangles, int(math.ceil(len(model) * cfg.grow)))
-            counts = model.densify(target - len(model), 4.0 * pix, gen, opt, floor)
+        if pacer is not None:
+            pacer.record(clock() - tick, tris, ss)
+        dens = sched.densify_now(it) and it < sched.plan.planned
+        if dens:
+            ev = timed("densify", _densify_and_prune, model, opt, maxw, seen, cfg, sched.opacity_floor(it), pix, gen)
             maxw = torch.zeros(len(model), device=dev)
             seen = torch.zeros(len(model), dtype=torch.bool, device=dev)
-            log(f"it {it}: pruned {n_pruned}, split {counts['split']}, cloned {counts['cloned']} -> {len(model)}")
-        if cfg.eval_every and it % cfg.eval_every == 0 and it < cfg.iters:
-            run_eval(it)
+            densified.append(dict(iteration=it, progress=round(sched.frac(it), 6), **ev))
+            log(f"it {it}: pruned {ev['pruned']}, split {ev['split']}, cloned {ev['cloned']} -> {ev['triangles']}")
+        if cfg.eval_every and it % cfg.eval_every == 0 and it < sched.plan.planned:
+            timed("eval", run_eval, it)
+        if pacer is not None:
+            new = pacer.replan(it, sched, len(model), elapsed(), dens)
+            if new is not None:
+                if new[1]["reason"] in ("warm-up", "resume"):
+                    log(f"planned {new[1]['planned']} iterations for the time limit "
+                        f"({1000 * new[1]['sec_per_iter']:.1f} ms per iteration at {new[1]['triangles']} triangles)")
+                sched.plan = new[0]
+                replans.append(new[1])
         if cfg.checkpoint_every and it % cfg.checkpoint_every == 0:
-            save_checkpoint(it, elapsed0 + time.perf_counter() - t0)
-    train_time = elapsed0 + time.perf_counter() - t0
+            timed("checkpoint", save_checkpoint, it, elapsed())
+    train_time = elapsed()
+    planned, completed, progress = sched.plan.planned, sched.plan.finished(it), sched.frac(it)
     save_checkpoint(it, train_time)
-    ev = run_eval(it)
+    if pacer is not None:
+        log(f"schedule {'completed' if completed else f'at {progress:.0%}'}: {it} of {planned} planned iterations "
+            f"in {train_time:.1f} s of {cfg.time_limit:.1f} s ({len(replans)} plans)")
+    end = sched.completed(it)  # the final scene is the schedule's end state, even when the time ran out
+    ev = run_eval(it, end)
     # the final scene as activated values (TS+: at its final sigma and opacity floor)
-    scene = _scene_at(model, sched, it)
+    scene = _scene_at(model, end, it)
     scene.save_ply(out / "scene.ply")
     views = test if len(test.names) else train
-    metrics = dict(mode=cfg.mode, iterations=it, requested_iterations=cfg.iters, stopped_early=stopped_early,
-                   train_seconds=round(train_time, 1), triangles=len(model), psnr=ev["psnr"], ssim=ev["ssim"],
+    metrics = dict(mode=cfg.mode, iterations=it, planned_iterations=planned if sched.plan.started else None,
+                   requested_iterations=_requested_iterations(cfg), stopped_early=stopped_early,
+                   schedule_completed=completed, schedule_progress=round(progress, 4), time_limit=cfg.time_limit,
+                   train_seconds=round(train_time, 1), densify_events=len(densified),
+                   triangles=len(model), psnr=ev["psnr"], ssim=ev["ssim"],
                    eval_split="test" if len(test.names) else "train", eval_views=len(views.names),
                    psnr_views=ev["psnr_views"], ssim_views=ev["ssim_views"], image_size=[H, W],
                    train_views=len(train.names), source=getattr(dataset, "source", None),
@@ -440,7 +848,8 @@ def _fit(dataset, out_dir, cfg: FitConfig, resume: bool, on_step, log) -> dict:
         metrics.update(mesh_psnr=mm["mesh_psnr"], mesh_ssim=mm["mesh_ssim"], mesh_renderer="open3d RaycastingScene")
         _save_preview(out / "previews" / "mesh_raycast.png", views.images[0], mm["images"][0])
         log(f"exported mesh (open3d ray casting): PSNR {mm['mesh_psnr']:.2f} dB  SSIM {mm['mesh_ssim']:.4f}")
-    for name, obj in (("metrics.json", metrics), ("log.json", dict(history=history, evals=evals, config=asdict(cfg)))):
+    logs = dict(history=history, evals=evals, replans=replans, densify=densified, config=asdict(cfg))
+    for name, obj in (("metrics.json", metrics), ("log.json", logs)):
         with atomic_output(out / name) as tmp:
             Path(tmp).write_text(json.dumps(obj, indent=1))
     return metrics
