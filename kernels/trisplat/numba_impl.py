@@ -107,7 +107,7 @@ class _RasterFn(torch.autograd.Function):
         _timed_first("preprocess", nk.preprocess, v, Kn, op, sg, hard, f32(near), f32(min_size), f32(max_size),
                      f32(min_inradius), H, W, tile, uv, z, lines, phis, depth, nrm, rect, n_touched)
         starts, tri = _timed_first("bin_tiles", nk.bin_tiles, depth, rect, tile, tiles_x, tiles_x * tiles_y)
-        out = np.zeros((H, W, C + 5), f32)
+        out = np.empty((H, W, C + 5), f32)  # every pixel belongs to a tile, and each tile writes all of its own
         pmax = np.zeros(max(1, tri.shape[0]), f32)
         geo = (lines, phis, sg, op, uv, z, cols, nrm, bgn)
         if hard:
@@ -115,8 +115,8 @@ class _RasterFn(torch.autograd.Function):
                          H, W, tile, tiles_x, out, pmax)
             state = ()
         else:
-            t_final = np.ones((H, W))
-            last = np.zeros((H, W), np.int32)
+            t_final = np.empty((H, W))
+            last = np.empty((H, W), np.int32)
             _timed_first("soft_forward", nk.soft_forward, *geo, rect, starts, tri, H, W, tile, tiles_x,
                          out, t_final, last, pmax)
             state = (t_final, last)
@@ -138,7 +138,7 @@ class _RasterFn(torch.autograd.Function):
         nk = _kernels()
         N, V, C = cols.shape
         gout = _np(g_img.float())
-        gbuf = np.zeros((tri.shape[0], nk.G_FIXED + V * C), np.float32)
+        gbuf = np.empty((tri.shape[0], nk.G_FIXED + V * C), np.float32)  # each tile writes its pairs' rows
         _set_threads()
         if tri.shape[0]:
             if hard:
@@ -148,9 +148,9 @@ class _RasterFn(torch.autograd.Function):
                 _timed_first("soft_backward", nk.soft_backward, *geo, rect, starts, tri, H, W, tile, ctx.tiles_x,
                              *state, gout, gbuf)
         tstart, pair = nk.pairs_by_triangle(tri, N)
-        gverts = np.zeros((N, 3, 3))
-        gK = np.zeros((N, 5))
-        gtri = np.zeros((N, gbuf.shape[1]))
+        gverts = np.empty((N, 3, 3))  # written (zeros included) by preprocess_backward
+        gK = np.empty((N, 5))
+        gtri = np.empty((N, gbuf.shape[1]))
         _timed_first("preprocess_backward", nk.preprocess_backward, v, Kn, hard, tstart, pair, gbuf, gverts, gK, gtri)
         dt = ctx.dtypes
         g_v = torch.from_numpy(gverts).to(dt[0])

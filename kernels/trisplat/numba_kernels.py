@@ -740,6 +740,12 @@ def preprocess_backward(verts, K, hard, tstart, pair, gbuf, gverts, gK, gtri):
         gv = np.empty(3)
         Ls = np.empty(3)
         for t in range(ch * 256, min(N, ch * 256 + 256)):
+            for c in range(Gc):  # outputs are not zeroed by the caller: every row is written here
+                gtri[t, c] = 0.0
+            for c in range(5):
+                gK[t, c] = 0.0
+            for i in range(3):
+                gverts[t, i, 0] = gverts[t, i, 1] = gverts[t, i, 2] = 0.0
             if tstart[t + 1] == tstart[t]:
                 continue
             for p in range(tstart[t], tstart[t + 1]):
