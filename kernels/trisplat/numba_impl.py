@@ -85,7 +85,8 @@ def warm_up() -> dict:
 
 
 class _RasterFn(torch.autograd.Function):
-    """(verts_cam, K, colors [N, V, C], opacity, sigma, bg) -> image [H, W, C + 5], max_weight, n_touched."""
+    """(verts_cam, K, colors [N, V, C], opacity, sigma, bg) -> rgb, alpha, depth, depth_acc, normal,
+    max_weight, n_touched."""
 
     @staticmethod
     def forward(ctx, verts_cam, K, colors, opacity, sigma, bg, opts):
@@ -107,7 +108,9 @@ class _RasterFn(torch.autograd.Function):
         _timed_first("preprocess", nk.preprocess, v, Kn, op, sg, hard, f32(near), f32(min_size), f32(max_size),
                      f32(min_inradius), H, W, tile, uv, z, lines, phis, depth, nrm, rect, n_touched)
         starts, tri = _timed_first("bin_tiles", nk.bin_tiles, depth, rect, tile, tiles_x, tiles_x * tiles_y)
-        out = np.empty((H, W, C + 5), f32)  # every pixel belongs to a tile, and each tile writes all of its own
+        # every pixel belongs to a tile, and each tile writes all of its own
+        out = (np.empty((H, W, C), f32), np.empty((H, W), f32), np.empty((H, W), f32), np.empty((H, W), f32),
+               np.empty((H, W, 3), f32))
         pmax = np.zeros(max(1, tri.shape[0]), f32)
         geo = (lines, phis, sg, op, uv, z, cols, nrm, bgn)
         if hard:
@@ -124,20 +127,20 @@ class _RasterFn(torch.autograd.Function):
         ctx.saved = (v, Kn, geo, rect, starts, tri, state)
         ctx.opts, ctx.tiles_x = opts, tiles_x
         ctx.dtypes = [x.dtype for x in (verts_cam, K, colors, opacity, sigma, bg)]
-        img = torch.from_numpy(out)
-        ctx.alpha = img[..., C].clone()
+        ctx.alpha_depth = (out[1], out[2])
+        rgb, alpha, depth, dacc, nout = (torch.from_numpy(x) for x in out)
         mw, nt = torch.from_numpy(max_weight), torch.from_numpy(n_touched)
         ctx.mark_non_differentiable(mw, nt)
-        return img, mw, nt
+        return rgb, alpha, depth, dacc, nout, mw, nt
 
     @staticmethod
-    def backward(ctx, g_img, _g_mw, _g_nt):
+    def backward(ctx, g_rgb, g_alpha, g_depth, g_dacc, g_n, _g_mw, _g_nt):
         H, W, tile, hard = ctx.opts[:4]
         v, Kn, geo, rect, starts, tri, state = ctx.saved
         lines, phis, sg, op, uv, z, cols, nrm, bgn = geo
         nk = _kernels()
         N, V, C = cols.shape
-        gout = _np(g_img.float())
+        gout = _output_grads(g_rgb, g_alpha, g_depth, g_dacc, g_n, *ctx.alpha_depth, C)
         gbuf = np.empty((tri.shape[0], nk.G_FIXED + V * C), np.float32)  # each tile writes its pairs' rows
         _set_threads()
         if tri.shape[0]:
@@ -166,8 +169,24 @@ class _RasterFn(torch.autograd.Function):
         g_sig = None if hard else g[:, 10].to(dt[4])  # the window is not part of a hard render
         g_bg = None
         if ctx.needs_input_grad[5]:  # rgb = acc + (1 - alpha) bg, with alpha the forward output
-            g_bg = (g_img[..., :C].float() * (1.0 - ctx.alpha)[..., None]).sum((0, 1)).to(dt[5])
+            g_bg = (g_rgb.float() * (1.0 - torch.from_numpy(ctx.alpha_depth[0]))[..., None]).sum((0, 1)).to(dt[5])
         return g_v, g_K, g_col, g_op, g_sig, g_bg, None
+
+
+def _output_grads(g_rgb, g_alpha, g_depth, g_dacc, g_n, alpha, depth, C: int) -> np.ndarray:
+    """The kernels' output gradients [H, W, C + 5] (rgb, alpha, depth_acc, normal), with the
+    normalised depth's (depth = dacc / alpha where alpha > 0) folded into alpha and depth_acc."""
+    H, W = alpha.shape
+    gout = np.zeros((H, W, C + 5), np.float32)
+    for sl, g in ((slice(0, C), g_rgb), (C, g_alpha), (C + 1, g_dacc), (slice(C + 2, C + 5), g_n)):
+        if g is not None:
+            gout[..., sl] = _np(g.float())
+    if g_depth is not None:
+        gd = _np(g_depth.float())
+        inv = np.divide(1.0, alpha, out=np.zeros_like(alpha), where=alpha > 0)
+        gout[..., C + 1] += gd * inv
+        gout[..., C] -= gd * depth * inv
+    return gout
 
 
 def rasterize_triangles_numba(verts_cam: Tensor, K: Tensor, colors: Tensor, opacity: Tensor, sigma,
@@ -192,13 +211,10 @@ def rasterize_triangles_numba(verts_cam: Tensor, K: Tensor, colors: Tensor, opac
         min_size = 0.0 if hard else 1.0
     if min_inradius is None:
         min_inradius = 0.0 if hard else 1.0
-    C = colors.shape[-1]
     cols = colors if colors.ndim == 3 else colors[:, None]
-    img, max_weight, n_touched = _RasterFn.apply(verts_cam, K, cols, opacity, sigma.contiguous(), bg,
-                                                 (H, W, tile, bool(hard), near, min_size, max_size, min_inradius))
-    img = img.to(verts_cam.dtype)
-    rgb, alpha, dacc, nrm = img[..., :C], img[..., C], img[..., C + 1], img[..., C + 2:]
-    covered = alpha > 0
-    depth = torch.where(covered, dacc / torch.where(covered, alpha, torch.ones_like(alpha)), torch.zeros_like(alpha))
-    return dict(rgb=rgb, alpha=alpha, depth=depth, depth_acc=dacc, normal=nrm,
-                max_weight=max_weight.to(verts_cam.dtype), n_touched=n_touched)
+    rgb, alpha, depth, dacc, nrm, max_weight, n_touched = _RasterFn.apply(
+        verts_cam, K, cols, opacity, sigma.contiguous(), bg, (H, W, tile, bool(hard), near, min_size, max_size,
+                                                               min_inradius))
+    dt = verts_cam.dtype
+    return dict(rgb=rgb.to(dt), alpha=alpha.to(dt), depth=depth.to(dt), depth_acc=dacc.to(dt), normal=nrm.to(dt),
+                max_weight=max_weight.to(dt), n_touched=n_touched)

@@ -126,18 +126,23 @@ def _accumulate(acc, l, w, cols, nrm, t, wz0, wz1, wz2, Z):
 
 
 @njit(cache=True, error_model="numpy")
-def _write_tile(out, acc, bg, x0, y0, x1, y1):
-    """out[y, x] = acc (+ (1 - alpha) bg on the colours) for the tile's pixels."""
+def _write_tile(rgb, alpha, depth, dacc, nout, acc, bg, x0, y0, x1, y1):
+    """The tile's pixels from acc: rgb (+ (1 - alpha) bg), alpha, depth (dacc / alpha, 0 where
+    alpha = 0, the reference's normalised depth), dacc, normal."""
     C = bg.shape[0]
     tw = x1 - x0
     for y in range(y0, y1):
         for x in range(x0, x1):
             l = (y - y0) * tw + (x - x0)
-            a = acc[l, C]
+            a = np.float32(acc[l, C])
             for c in range(C):
-                out[y, x, c] = acc[l, c] + (1.0 - a) * bg[c]
-            for c in range(C, C + 5):
-                out[y, x, c] = acc[l, c]
+                rgb[y, x, c] = acc[l, c] + (1.0 - acc[l, C]) * bg[c]
+            d = np.float32(acc[l, C + 1])
+            alpha[y, x] = a
+            dacc[y, x] = d
+            depth[y, x] = d / a if a > 0 else np.float32(0.0)
+            for c in range(3):
+                nout[y, x, c] = acc[l, C + 2 + c]
 
 
 @njit(cache=True, error_model="numpy")
@@ -214,7 +219,7 @@ def _pair_dw(gp, l, gbg, cols, nrm, t, wz0, wz1, wz2, Z):
 @njit(parallel=True, cache=True, error_model="numpy")
 def soft_forward(lines, phis, sig, op, uv, z, cols, nrm, bg, rect, starts, tri,
                  H, W, tile, tiles_x, out, t_final, last, pmax):
-    """Front-to-back compositing per tile. out [H, W, C + 5] (rgb, alpha, depth_acc, normal);
+    """Front-to-back compositing per tile. out: (rgb [H, W, C], alpha, depth, depth_acc [H, W], normal [H, W, 3]);
     t_final [H, W] float64 and last [H, W] (list position + 1 of the last contributor, in its tile)
     for the backward; pmax [P] max blending weight per pair."""
     n_tiles = starts.shape[0] - 1
@@ -258,7 +263,7 @@ def soft_forward(lines, phis, sig, op, uv, z, cols, nrm, bg, rect, starts, tri,
                     lst[l] = j - s + 1
                     best = max(best, w)
             pmax[j] = best
-        _write_tile(out, acc, bg, x0, y0, x1, y1)
+        _write_tile(out[0], out[1], out[2], out[3], out[4], acc, bg, x0, y0, x1, y1)
         for y in range(y0, y1):
             for x in range(x0, x1):
                 l = (y - y0) * tw + (x - x0)
@@ -425,7 +430,7 @@ def _hard_contributors(offsets, pos, zp, l, tri, s, op, sel, Tx):
 @njit(parallel=True, cache=True, error_model="numpy")
 def hard_forward(lines, op, uv, z, cols, nrm, bg, rect, starts, tri, H, W, tile, tiles_x,
                  out, pmax):
-    """Per-pixel depth-ordered compositing (the z-buffer limit). out [H, W, C + 5]; pmax [P]."""
+    """Per-pixel depth-ordered compositing (the z-buffer limit). out: as `soft_forward`; pmax [P]."""
     n_tiles = starts.shape[0] - 1
     C = bg.shape[0]
     for tid in prange(n_tiles):
@@ -452,7 +457,7 @@ def hard_forward(lines, op, uv, z, cols, nrm, bg, rect, starts, tri, H, W, tile,
                     _, _, _, wz0, wz1, wz2, Z = _bary(uv, z, t, xf, yf)
                     _accumulate(acc, l, w, cols, nrm, t, wz0, wz1, wz2, Z)
                     pmax[j] = max(pmax[j], w)
-        _write_tile(out, acc, bg, x0, y0, x1, y1)
+        _write_tile(out[0], out[1], out[2], out[3], out[4], acc, bg, x0, y0, x1, y1)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -738,7 +743,7 @@ def preprocess_backward(verts, K, hard, tstart, pair, gbuf, gverts, gK, gtri):
         q = np.empty(3, np.float32)
         gu = np.empty(3)
         gv = np.empty(3)
-        Ls = np.empty(3)
+        el = np.empty((3, 8), np.float32)
         for t in range(ch * 256, min(N, ch * 256 + 256)):
             for c in range(Gc):  # outputs are not zeroed by the caller: every row is written here
                 gtri[t, c] = 0.0
@@ -758,7 +763,7 @@ def preprocess_backward(verts, K, hard, tstart, pair, gbuf, gverts, gK, gtri):
                 gu[i] = gtri[t, 12 + 2 * i]
                 gv[i] = gtri[t, 13 + 2 * i]
             if not hard:
-                _lines_backward(u, v, gtri, t, gu, gv, Ls)
+                _lines_backward(u, v, gtri, t, gu, gv, el)
             # projection u = fx x/z + s y/z + cx, v = fy y/z + cy
             for i in range(3):
                 x, y, zz = float(verts[t, i, 0]), float(verts[t, i, 1]), float(verts[t, i, 2])
@@ -777,24 +782,24 @@ def preprocess_backward(verts, K, hard, tstart, pair, gbuf, gverts, gK, gtri):
 
 
 @njit(cache=True, error_model="numpy")
-def _lines_backward(u, v, gtri, t, gu, gv, Ls):
+def _lines_backward(u, v, gtri, t, gu, gv, el):
     """Add to (gu, gv) [3] the gradients of the edge lines and phi_s (gtri[t, 0:10]) w.r.t. the uv
-    (Ls [3]: scratch)."""
+    (el [3, 8]: scratch for the `_edge_line` values)."""
     sx, sy, a, b, c, per = _incenter(u, v)
     phi_s = -np.inf
     for i in range(3):
-        Ls[i] = _edge_line(u, v, i, sx, sy)[3]
-        phi_s = max(phi_s, Ls[i])
+        el[i, 0], el[i, 1], el[i, 2], el[i, 3], el[i, 4], el[i, 5], el[i, 6], el[i, 7] = _edge_line(u, v, i, sx, sy)
+        phi_s = max(phi_s, el[i, 3])
     n_max = 0.0
     for i in range(3):
-        if Ls[i] == phi_s:
+        if el[i, 3] == phi_s:
             n_max += 1.0
     gsx = 0.0
     gsy = 0.0
     for i in range(3):
-        nx, ny, d, _, flip, mx, my, mn = _edge_line(u, v, i, sx, sy)
+        nx, ny, flip, mx, my, mn = el[i, 0], el[i, 1], el[i, 4], el[i, 5], el[i, 6], el[i, 7]
         gnx, gny, gd = gtri[t, 3 * i], gtri[t, 3 * i + 1], gtri[t, 3 * i + 2]
-        if Ls[i] == phi_s:  # phi_s = max_i Ls_i, Ls_i = n_i . s + d_i (amax: ties share evenly)
+        if el[i, 3] == phi_s:  # phi_s = max_i Ls_i, Ls_i = n_i . s + d_i (amax: ties share evenly)
             gL = gtri[t, 9] / n_max
             gnx += gL * sx
             gny += gL * sy

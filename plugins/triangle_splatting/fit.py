@@ -675,6 +675,16 @@ def _requested_iterations(cfg: FitConfig) -> int | None:
     return None if cfg.time_limit is not None else DEFAULT_ITERS
 
 
+def _log_compile(log) -> None:
+    """After the first step: say what compiling the CPU rasterizer cost, when it was compiled here."""
+    from facet3d.kernels.trisplat.numba_impl import compile_report
+
+    rep = compile_report()
+    if rep and not all(r["from_cache"] for r in rep.values()):
+        secs = sum(r["seconds"] for r in rep.values())
+        log(f"compiled the CPU rasterizer in {secs:.0f} s (first use; cached on disk for the next runs)")
+
+
 def _fit(dataset, out_dir, cfg: FitConfig, resume: bool, on_step, log, clock) -> dict:
     from facet3d.core.checkpoints import load_checkpoint
     from facet3d.core.io.api import atomic_output
@@ -790,6 +800,8 @@ def _fit(dataset, out_dir, cfg: FitConfig, resume: bool, on_step, log, clock) ->
             seen |= o["n_touched"][0] > 0  # in view (occluded counts: occluded triangles are pruned)
             p = float(psnr(img.detach().clamp(0, 1), gt))
         it += 1
+        if it == start_it + 1:
+            _log_compile(log)
         tris = len(model)
         rec = dict(iteration=it, loss=float(loss.detach()), psnr=p, triangles=tris,
                    planned=sched.plan.planned if sched.plan.started else None)

@@ -304,3 +304,16 @@ def test_time_limited_fit_finishes_its_schedule_in_real_time(data, tmp_path):
           f"{m['densify_events']} densify events, PSNR {m['psnr']:.2f} dB")
     _check_fit(m, tmp_path / "run", cfg, len(data.train.names))
     assert m["train_seconds"] >= 0.8 * cfg.time_limit and wall <= cfg.time_limit + 3.0
+
+
+def test_fit_logs_the_first_compile(monkeypatch):
+    from facet3d.kernels.trisplat import numba_impl
+    from facet3d.plugins.triangle_splatting import fit as fit_mod
+
+    said = []
+    monkeypatch.setattr(numba_impl, "compile_report", lambda: {"soft_forward": dict(seconds=12.3, from_cache=False)})
+    fit_mod._log_compile(said.append)
+    assert said == ["compiled the CPU rasterizer in 12 s (first use; cached on disk for the next runs)"]
+    monkeypatch.setattr(numba_impl, "compile_report", lambda: {"soft_forward": dict(seconds=0.1, from_cache=True)})
+    fit_mod._log_compile(said.append)
+    assert len(said) == 1  # loaded from the cache: nothing to say
