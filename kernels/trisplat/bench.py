@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from facet3d.core.bench import BenchResult
-from facet3d.kernels._benchutil import bench_backends
+from facet3d.kernels._benchutil import BASELINE, bench_backends
 
 
 def scene(n: int, size: int, seed: int = 0, device: str = "cpu") -> tuple:
@@ -33,12 +33,55 @@ def _same(out: dict, ref: dict) -> bool:
 
 
 def run(repeats: int = 5, device: str = "cpu", n: int | None = None, size: int | None = None,
-        seed: int = 0) -> BenchResult:
-    """Render n triangles on a size x size image (forward pass).
+        seed: int = 0, grad: int = 0) -> BenchResult:
+    """Render n triangles on a size x size image: the forward pass, or with ``grad=1`` forward and
+    backward (gradients of a random linear loss of rgb, alpha and depth w.r.t. vertices, colours,
+    opacity and sigma).
 
     Defaults: n=20000, size=512 on CUDA; n=2000, size=128 on CPU.
     """
     gpu = device.startswith("cuda")
     n = n or (20000 if gpu else 2000)
     size = size or (512 if gpu else 128)
-    return bench_backends("trisplat", scene(n, size, seed, device), repeats, device, {"n": n, "size": size}, _same)
+    args = scene(n, size, seed, device)
+    params = {"n": n, "size": size, "grad": int(bool(grad))}
+    if grad:
+        return _forward_backward(args, repeats, device, params)
+    return bench_backends("trisplat", args, repeats, device, params, _same)
+
+
+def _forward_backward(args: tuple, repeats: int, device: str, params: dict) -> BenchResult:
+    """Forward + backward on every backend that accepts the inputs, against the reference."""
+    from facet3d.core.bench import Timing, time_repeats
+    from facet3d.kernels.dispatch import explain
+    from facet3d.kernels.trisplat import rasterize_triangles
+
+    verts, K, colors, opacity, sigma, size = args
+    g = torch.Generator().manual_seed(1)
+    H, W = size
+    weights = {k: torch.randn(shape, generator=g).to(device) for k, shape in
+               (("rgb", (H, W, colors.shape[-1])), ("alpha", (H, W)), ("depth", (H, W)))}
+    sync = torch.cuda.synchronize if device.startswith("cuda") else None
+    timings, notes, ref = [], [], None
+    for name, reasons in sorted(explain("trisplat", *args), key=lambda nr: nr[0] != "torch"):
+        if reasons:
+            notes.append(f"{name}: skipped ({'; '.join(reasons)})")
+            continue
+        leaves = [x.detach().clone().requires_grad_() for x in (verts, colors, opacity, sigma)]
+
+        def step():
+            for x in leaves:
+                x.grad = None
+            o = rasterize_triangles(leaves[0], K, leaves[1], leaves[2], leaves[3], size, backend=name)
+            sum((o[k] * w).sum() for k, w in weights.items()).backward()
+
+        secs = time_repeats(step, repeats=repeats, warmup=1, sync=sync)
+        grads = [x.grad.clone() for x in leaves]
+        if name == "torch":
+            ref = grads
+        elif ref is not None:
+            err = max(float((a - b).abs().max() / b.abs().max().clamp_min(1e-12)) for a, b in zip(grads, ref))
+            notes.append(f"{name}: largest gradient difference from the reference, relative: {err:.1e}")
+        timings.append(Timing(BASELINE if name == "torch" else name, secs))
+    params = dict(params, device=device)
+    return BenchResult(benchmark="trisplat", baseline=BASELINE, timings=timings, params=params, notes=notes)

@@ -181,3 +181,12 @@ def test_threads_follow_torch():
         torch.set_num_threads(n)
         numba_impl._set_threads()
     assert numba.get_num_threads() == min(n, numba.config.NUMBA_NUM_THREADS)
+
+
+def test_forward_backward_benchmark_tiny():
+    from facet3d.kernels.trisplat.bench import run as bench_run
+
+    r = bench_run(repeats=1, n=30, size=24, grad=1)
+    assert [t.name for t in r.timings] == ["torch-reference", "numba"] and r.params["grad"] == 1
+    (note,) = [n for n in r.notes if n.startswith("numba: largest gradient difference")]
+    assert float(note.rsplit(" ", 1)[1]) < 1e-3
