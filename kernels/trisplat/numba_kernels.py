@@ -350,9 +350,7 @@ def soft_backward(lines, phis, sig, op, uv, z, cols, nrm, bg, rect, starts, tri,
                     ga[k, 11] += g_m * I
                     _pixel_grads(ga, k, w, gp, l, G, cols, t, xf, yf, ax, ay, bx, by, cx, cy, ia, iz0, iz1, iz2,
                                  lam0, lam1, lam2, wz0, wz1, wz2, Z)
-        for k in range(e - s):
-            for c in range(gbuf.shape[1]):
-                gbuf[s + k, c] = ga[k, c]
+        gbuf[s:e] = ga  # this tile's pairs' rows (float64 sums stored as float32)
 
 
 # ---------------------------------------------------------------------------------------- hard
@@ -401,6 +399,15 @@ def _hard_candidates(lines, op, uv, z, rect, tri, s, e, x0, y0, x1, y1):
 
 
 @njit(cache=True, error_model="numpy")
+def _contributor_scratch(offsets, npx):
+    """(sel [k], Tx [k]) buffers for `_hard_contributors`, k the tile's most candidates at one pixel."""
+    kmax = 1
+    for l in range(npx):
+        kmax = max(kmax, offsets[l + 1] - offsets[l])
+    return np.empty(kmax, np.int64), np.empty(kmax)
+
+
+@njit(cache=True, error_model="numpy")
 def _hard_contributors(offsets, pos, zp, l, tri, s, op, sel, Tx):
     """The contributors of tile pixel l in compositing order (plane depth, ties -> list order),
     picked lazily; they stay while T before them >= 1e-4. Fills sel (pair offsets) and Tx (T before
@@ -441,11 +448,7 @@ def hard_forward(lines, op, uv, z, cols, nrm, bg, rect, starts, tri, H, W, tile,
         s, e = starts[tid], starts[tid + 1]
         if e > s:
             offsets, pos, zp = _hard_candidates(lines, op, uv, z, rect, tri, s, e, x0, y0, x1, y1)
-            kmax = 1
-            for l in range(npx):
-                kmax = max(kmax, offsets[l + 1] - offsets[l])
-            sel = np.empty(kmax, np.int64)
-            Tx = np.empty(kmax)
+            sel, Tx = _contributor_scratch(offsets, npx)
             for l in range(npx):
                 n, _ = _hard_contributors(offsets, pos, zp, l, tri, s, op, sel, Tx)
                 xf = np.float32(x0 + l % tw)
@@ -475,11 +478,7 @@ def hard_backward(lines, op, uv, z, cols, nrm, bg, rect, starts, tri, H, W, tile
         tw = x1 - x0
         npx = tw * (y1 - y0)
         offsets, pos, zp = _hard_candidates(lines, op, uv, z, rect, tri, s, e, x0, y0, x1, y1)
-        kmax = 1
-        for l in range(npx):
-            kmax = max(kmax, offsets[l + 1] - offsets[l])
-        sel = np.empty(kmax, np.int64)
-        Tx = np.empty(kmax)
+        sel, Tx = _contributor_scratch(offsets, npx)
         ga = np.zeros((e - s, gbuf.shape[1]))
         gp = np.empty((1, C + 5))
         for l in range(npx):
@@ -509,9 +508,7 @@ def hard_backward(lines, op, uv, z, cols, nrm, bg, rect, starts, tri, H, W, tile
                 S = Gw * a + (1.0 - a) * S
                 _pixel_grads(ga, k, w, gp, 0, G, cols, t, xf, yf, ax, ay, bx, by, cx, cy, ia, iz0, iz1, iz2,
                              lam0, lam1, lam2, wz0, wz1, wz2, Z)
-        for k in range(e - s):
-            for c in range(gbuf.shape[1]):
-                gbuf[s + k, c] = ga[k, c]
+        gbuf[s:e] = ga  # this tile's pairs' rows (float64 sums stored as float32)
 
 
 # ---------------------------------------------------------------------------------- per triangle
