@@ -54,3 +54,16 @@ def assert_match(a, b, rtol=2e-4, atol=2e-5):
         scale = x.abs().max().clamp_min(1.0)
         err = (x - y).abs().max() / scale
         assert err < rtol, f"{name}: max err {err:.2e} relative to {scale:.2e}"
+
+
+def crowded_scene():
+    """16 large, nearly opaque triangles stacked over the image (pixels saturate after a few layers:
+    the early stop): verts_cam, colors, opacity, sigma (0.2: a flat window, alpha close to the
+    opacity over most of each triangle), background."""
+    N, g = 16, torch.Generator().manual_seed(7)
+    base = torch.tensor([[-2.5, -2.0, 0.0], [2.5, -1.5, 0.0], [0.2, 2.5, 0.0]])
+    v = base + 0.1 * torch.randn(N, 3, 3, generator=g)
+    v[..., 2] = 3.0 + 0.05 * torch.arange(float(N))[:, None] + 0.05 * torch.randn(N, 3, generator=g)
+    col = torch.rand(N, 3, generator=g)
+    op = 0.9 + 0.09 * torch.rand(N, generator=g)
+    return v, col, op, torch.full((N,), 0.2), torch.tensor([1.0, 0.0, 0.0])

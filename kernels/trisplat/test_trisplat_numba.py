@@ -17,7 +17,8 @@ import torch
 pytest.importorskip("numba")
 
 from facet3d.kernels.trisplat import rasterize_triangles  # noqa: E402
-from facet3d.kernels.trisplat._cases import H, OUT_KEYS, W, assert_match, intrinsics, run, scene  # noqa: E402
+from facet3d.kernels.trisplat._cases import (H, OUT_KEYS, W, assert_match, crowded_scene, intrinsics,  # noqa: E402
+                                            run, scene)
 from facet3d.kernels.trisplat.numba_impl import compile_report, rasterize_triangles_numba  # noqa: E402
 from facet3d.kernels.trisplat.reference import rasterize_triangles as reference  # noqa: E402
 
@@ -85,15 +86,7 @@ def test_tiny_triangles_culled_soft_kept_hard():
 
 @pytest.mark.parametrize("hard", [False, True])
 def test_crowded_tile_early_stop(hard):
-    # 16 large, nearly opaque triangles stacked over the image: pixels saturate after a few layers
-    N, g = 16, torch.Generator().manual_seed(7)
-    base = torch.tensor([[-2.5, -2.0, 0.0], [2.5, -1.5, 0.0], [0.2, 2.5, 0.0]])
-    v = base + 0.1 * torch.randn(N, 3, 3, generator=g)
-    v[..., 2] = 3.0 + 0.05 * torch.arange(float(N))[:, None] + 0.05 * torch.randn(N, 3, generator=g)
-    col = torch.rand(N, 3, generator=g)
-    op = 0.9 + 0.09 * torch.rand(N, generator=g)
-    sg = torch.full((N,), 0.2)
-    bg = torch.tensor([1.0, 0.0, 0.0])
+    v, col, op, sg, bg = crowded_scene()
     # float32 reference: at 16 layers of alpha ~0.95 float32 and float64 take different contributors at
     # a few pixels (the float32 reference is 4e-4 off its float64 self); the kernel must track float32
     ref = run_ref(v, col, op, sg, bg, dtype=torch.float32, hard=hard)

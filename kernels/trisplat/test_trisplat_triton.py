@@ -13,7 +13,8 @@ import torch
 from facet3d.kernels.trisplat import rasterize_triangles
 from facet3d.kernels.trisplat.reference import rasterize_triangles as reference
 
-from facet3d.kernels.trisplat._cases import H, OUT_KEYS, W, assert_match, intrinsics, run, scene  # noqa: F401
+from facet3d.kernels.trisplat._cases import (H, OUT_KEYS, W, assert_match, crowded_scene, intrinsics,  # noqa: F401
+                                            run, scene)
 
 
 def triton_fn():
@@ -47,15 +48,7 @@ def test_culled_and_behind_camera(triton_cpu):
 
 
 def test_crowded_tile_early_stop(triton_cpu):
-    # 16 large, nearly opaque triangles stacked over the image: pixels saturate after a few layers
-    N, g = 16, torch.Generator().manual_seed(7)
-    base = torch.tensor([[-2.5, -2.0, 0.0], [2.5, -1.5, 0.0], [0.2, 2.5, 0.0]])
-    v = base + 0.1 * torch.randn(N, 3, 3, generator=g)
-    v[..., 2] = 3.0 + 0.05 * torch.arange(float(N))[:, None] + 0.05 * torch.randn(N, 3, generator=g)
-    col = torch.rand(N, 3, generator=g)
-    op = 0.9 + 0.09 * torch.rand(N, generator=g)
-    sg = torch.full((N,), 0.2)  # flat window: alpha close to the opacity over most of the triangle
-    bg = torch.tensor([1.0, 0.0, 0.0])
+    v, col, op, sg, bg = crowded_scene()
     ref = run(reference, v, col, op, sg, bg)
     touched = ref[0]["n_touched"] > 0
     assert touched.all() and (ref[0]["max_weight"] == 0).any()  # one is fully hidden behind the early stop
