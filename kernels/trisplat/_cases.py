@@ -67,3 +67,19 @@ def crowded_scene():
     col = torch.rand(N, 3, generator=g)
     op = 0.9 + 0.09 * torch.rand(N, generator=g)
     return v, col, op, torch.full((N,), 0.2), torch.tensor([1.0, 0.0, 0.0])
+
+
+def culled_scene(not_finite: bool = False):
+    """`scene(24, seed=5)` whose first 6 triangles (7 with `not_finite`) must be culled: behind the
+    camera, a vertex on the camera plane, nearer than `near`, degenerate, opacity below
+    MIN_OPACITY, off screen (and a NaN vertex). returns verts_cam, colors, opacity, sigma."""
+    v, col, op, sg = scene(24, seed=5)
+    v[0, :, 2] = -2.0
+    v[1, 0, 2] = 0.0
+    v[2, :, 2] = 0.1
+    v[3] = v[3, :1].expand(3, 3)
+    op[4] = 0.005
+    v[5] += torch.tensor([50.0, 0.0, 0.0])
+    if not_finite:
+        v[6, :, 0] = float("nan")
+    return v, col, op, sg

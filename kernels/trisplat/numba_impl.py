@@ -1,7 +1,8 @@
 """Triangle-splatting rasterizer compiled for the CPU (numba): forward and backward, soft and hard.
 
 Same contract as `facet3d.kernels.trisplat.reference.rasterize_triangles` (the source of truth), for
-float32 CPU tensors. One custom autograd function runs the kernels of `numba_kernels`:
+float32 CPU tensors. One custom autograd function runs the kernels of `numba_triangles` (per triangle) and
+`numba_kernels` (per tile):
 
 * forward: `preprocess` per triangle (projection, edge lines, incenter, culling, footprint and the
   rectangle of candidate pixels: the reference's `preprocess` + `_pixel_rects`), `bin_tiles` (the
@@ -38,10 +39,17 @@ _FIRST: dict = {}
 
 
 def _kernels():
-    """The numba module, imported (and its first-call compile timed) on first use."""
+    """The tile kernels (`numba_kernels`), imported on first use (numba is imported then)."""
     from facet3d.kernels.trisplat import numba_kernels
 
     return numba_kernels
+
+
+def _triangles():
+    """The per-triangle kernels (`numba_triangles`), imported on first use."""
+    from facet3d.kernels.trisplat import numba_triangles
+
+    return numba_triangles
 
 
 def _set_threads() -> None:
@@ -91,7 +99,7 @@ class _RasterFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, verts_cam, K, colors, opacity, sigma, bg, opts):
         H, W, tile, hard, near, min_size, max_size, min_inradius = opts
-        nk = _kernels()
+        nk, nt = _kernels(), _triangles()
         N, V, C = colors.shape
         f32 = np.float32
         v, Kn, cols, op, sg, bgn = (_np(x.float()) for x in (verts_cam, K, colors, opacity, sigma, bg))
@@ -105,9 +113,9 @@ class _RasterFn(torch.autograd.Function):
         n_touched = np.empty(N, np.int64)
         tiles_x, tiles_y = (W + tile - 1) // tile, (H + tile - 1) // tile
         _set_threads()
-        _timed_first("preprocess", nk.preprocess, v, Kn, op, sg, hard, f32(near), f32(min_size), f32(max_size),
+        _timed_first("preprocess", nt.preprocess, v, Kn, op, sg, hard, f32(near), f32(min_size), f32(max_size),
                      f32(min_inradius), H, W, tile, uv, z, lines, phis, depth, nrm, rect, n_touched)
-        starts, tri = _timed_first("bin_tiles", nk.bin_tiles, depth, rect, tile, tiles_x, tiles_x * tiles_y)
+        starts, tri = _timed_first("bin_tiles", nt.bin_tiles, depth, rect, tile, tiles_x, tiles_x * tiles_y)
         # every pixel belongs to a tile, and each tile writes all of its own
         out = (np.empty((H, W, C), f32), np.empty((H, W), f32), np.empty((H, W), f32), np.empty((H, W), f32),
                np.empty((H, W, 3), f32))
@@ -123,7 +131,7 @@ class _RasterFn(torch.autograd.Function):
             _timed_first("soft_forward", nk.soft_forward, *geo, rect, starts, tri, H, W, tile, tiles_x,
                          out, t_final, last, pmax)
             state = (t_final, last)
-        max_weight = nk.pair_max(pmax, tri, N)
+        max_weight = nt.pair_max(pmax, tri, N)
         ctx.saved = (v, Kn, geo, rect, starts, tri, state)
         ctx.opts, ctx.tiles_x = opts, tiles_x
         ctx.dtypes = [x.dtype for x in (verts_cam, K, colors, opacity, sigma, bg)]
@@ -138,7 +146,7 @@ class _RasterFn(torch.autograd.Function):
         H, W, tile, hard = ctx.opts[:4]
         v, Kn, geo, rect, starts, tri, state = ctx.saved
         lines, phis, sg, op, uv, z, cols, nrm, bgn = geo
-        nk = _kernels()
+        nk, nt = _kernels(), _triangles()
         N, V, C = cols.shape
         gout = _output_grads(g_rgb, g_alpha, g_depth, g_dacc, g_n, *ctx.alpha_depth, C)
         gbuf = np.empty((tri.shape[0], nk.G_FIXED + V * C), np.float32)  # each tile writes its pairs' rows
@@ -150,11 +158,11 @@ class _RasterFn(torch.autograd.Function):
             else:
                 _timed_first("soft_backward", nk.soft_backward, *geo, rect, starts, tri, H, W, tile, ctx.tiles_x,
                              *state, gout, gbuf)
-        tstart, pair = nk.pairs_by_triangle(tri, N)
+        tstart, pair = nt.pairs_by_triangle(tri, N)
         gverts = np.empty((N, 3, 3))  # written (zeros included) by preprocess_backward
         gK = np.empty((N, 5))
         gtri = np.empty((N, gbuf.shape[1]))
-        _timed_first("preprocess_backward", nk.preprocess_backward, v, Kn, hard, tstart, pair, gbuf, gverts, gK, gtri)
+        _timed_first("preprocess_backward", nt.preprocess_backward, v, Kn, hard, tstart, pair, gbuf, gverts, gK, gtri)
         dt = ctx.dtypes
         g_v = torch.from_numpy(gverts).to(dt[0])
         g_K = None

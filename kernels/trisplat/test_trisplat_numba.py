@@ -17,7 +17,8 @@ import torch
 pytest.importorskip("numba")
 
 from facet3d.kernels.trisplat import rasterize_triangles  # noqa: E402
-from facet3d.kernels.trisplat._cases import (H, OUT_KEYS, W, assert_match, crowded_scene, intrinsics,  # noqa: E402
+from facet3d.kernels.trisplat._cases import (H, OUT_KEYS, W, assert_match, crowded_scene,  # noqa: E402
+                                            culled_scene, intrinsics,
                                             run, scene)
 from facet3d.kernels.trisplat.numba_impl import compile_report, rasterize_triangles_numba  # noqa: E402
 from facet3d.kernels.trisplat.reference import rasterize_triangles as reference  # noqa: E402
@@ -59,14 +60,7 @@ def test_hard_opaque_is_a_z_buffer():
 
 
 def test_culled_and_behind_camera():
-    v, col, op, sg = scene(24, seed=5)
-    v[0, :, 2] = -2.0  # behind the camera
-    v[1, 0, 2] = 0.0  # a vertex on the camera plane: unprojectable
-    v[2, :, 2] = 0.1  # closer than near
-    v[3] = v[3, :1].expand(3, 3)  # degenerate
-    op[4] = 0.005  # below MIN_OPACITY
-    v[5] += torch.tensor([50.0, 0.0, 0.0])  # off screen
-    v[6, :, 0] = float("nan")  # not finite
+    v, col, op, sg = culled_scene(not_finite=True)  # the first 7 are culled
     for hard in (False, True):
         ref = run_ref(v, col, op, sg, hard=hard)
         assert (ref[0]["n_touched"][:7] == 0).all()

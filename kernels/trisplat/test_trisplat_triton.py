@@ -13,7 +13,8 @@ import torch
 from facet3d.kernels.trisplat import rasterize_triangles
 from facet3d.kernels.trisplat.reference import rasterize_triangles as reference
 
-from facet3d.kernels.trisplat._cases import (H, OUT_KEYS, W, assert_match, crowded_scene, intrinsics,  # noqa: F401
+from facet3d.kernels.trisplat._cases import (H, OUT_KEYS, W, assert_match, crowded_scene,  # noqa: F401
+                                            culled_scene, intrinsics,
                                             run, scene)
 
 
@@ -33,13 +34,7 @@ def test_soft_matches_reference(triton_cpu, per_vertex):
 
 
 def test_culled_and_behind_camera(triton_cpu):
-    v, col, op, sg = scene(24, seed=5)
-    v[0, :, 2] = -2.0  # behind the camera
-    v[1, 0, 2] = 0.0  # a vertex on the camera plane: unprojectable
-    v[2, :, 2] = 0.1  # closer than near
-    v[3] = v[3, :1].expand(3, 3)  # degenerate
-    op[4] = 0.005  # below MIN_OPACITY
-    v[5] += torch.tensor([50.0, 0.0, 0.0])  # off screen
+    v, col, op, sg = culled_scene()  # the first 6 are culled
     ref = run(reference, v, col, op, sg)
     assert (ref[0]["n_touched"][:6] == 0).all()
     out = run(triton_fn(), v, col, op, sg)
