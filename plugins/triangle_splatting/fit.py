@@ -1,7 +1,8 @@
 """Fit a triangle-splatting scene to posed photos: the training loop behind ``facet3d fit``.
 
 The published recipe (30k iterations) with every schedule a function of the run's *progress*
-f in [0, 1], so short CPU runs keep its shape.  A `Plan` maps the iteration to f: with
+f in [0, 1], so short CPU runs keep its shape (`FitConfig`, `Plan`, `Schedule` and `Pacer` live in
+`facet3d.plugins.triangle_splatting.schedule`).  A `Plan` maps the iteration to f: with
 ``--iters N`` alone f = it / N (exactly the fractions of N the recipe states); with a time limit the
 plan is measured and re-planned (below).  At f:
 
