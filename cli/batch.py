@@ -18,6 +18,12 @@ def _names(files: list[Path], most: int = 4) -> str:
 def gather_inputs(paths: Iterable[str], recursive: bool = False, format: Optional[str] = None) -> InputListing:
     """`list_inputs`, saying on stderr what each folder held that will not be processed."""
     listing = list_inputs(paths, recursive, format)
+    report_listing(listing, format)
+    return listing
+
+
+def report_listing(listing: InputListing, format: Optional[str] = None) -> None:
+    """Say on stderr what each input folder held that will not be processed."""
     for folder, documents in listing.documents.items():
         err.print(f"facet3d: skipping {len(documents)} text file(s) in {folder} that hold no point data: "
                   f"{_names(documents)}", markup=False, highlight=False, soft_wrap=True)
@@ -28,7 +34,6 @@ def gather_inputs(paths: Iterable[str], recursive: bool = False, format: Optiona
     for folder, dirs in listing.subfolders.items():
         err.print(f"facet3d: not descending into {len(dirs)} sub-folder(s) of {folder} (use -r/--recursive): "
                   f"{_names(dirs)}", markup=False, highlight=False, soft_wrap=True)
-    return listing
 
 
 def expand_inputs(paths: Iterable[str], recursive: bool = False, format: Optional[str] = None) -> list[Path]:

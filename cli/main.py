@@ -55,9 +55,9 @@ def build_app() -> typer.Typer:
     )
 
     app.callback()(_root)
-    from facet3d.cli import cmd_bench, cmd_convert, cmd_demo, cmd_info, cmd_models, cmd_pipeline, cmd_plugins
+    from facet3d.cli import cmd_batch, cmd_bench, cmd_convert, cmd_demo, cmd_info, cmd_models, cmd_pipeline, cmd_plugins
 
-    for module in (cmd_info, cmd_convert, cmd_pipeline, cmd_models, cmd_plugins, cmd_bench, cmd_demo):
+    for module in (cmd_info, cmd_convert, cmd_pipeline, cmd_batch, cmd_models, cmd_plugins, cmd_bench, cmd_demo):
         module.register(app)
 
     from facet3d.core.plugins import get_plugins
@@ -88,7 +88,7 @@ def _tidy_help(command: Any) -> None:
 
 
 # Options that name a file format, per command path: their help lists the installed formats.
-_FORMAT_OPTIONS = {("info",): ("fmt",), ("convert",): ("fmt", "to", "out_fmt"), ("pipeline", "run"): ("fmt", "to")}
+_FORMAT_OPTIONS = {("info",): ("fmt",), ("convert",): ("fmt", "to", "out_fmt"), ("pipeline", "run"): ("fmt", "to"), ("batch",): ("fmt", "to")}
 
 
 def _list_formats(command: Any) -> None:

@@ -78,17 +78,48 @@ class ModelSpec:
         return sum(p.numel() for p in self.create().parameters())
 
 
+REQUIRED: Any = ...  # a PipelineStep parameter default that means "the user must give it"
+
+STEP_TAKES = ("geometry", "path")
+STEP_GIVES = ("geometry", "row", "files")
+
+
 @dataclass(frozen=True)
 class PipelineStep:
-    """A step for batch pipelines: ``run(geometry, **params) -> Geometry``.
+    """A step for batch pipelines (``facet3d batch``, ``facet3d pipeline run``).
 
+    takes:   ``"geometry"`` (the file read by core, or the previous step's geometry) or ``"path"``
+             (the input path itself, a file or a scene folder: the step reads it; first step only)
+    gives:   ``"geometry"`` (written as the file's output, or passed to the next step), ``"row"``
+             (a JSON-able dict: one line of ``results.jsonl``) or ``"files"`` (written into a folder)
+    run:     ``run(value, **params)``; ``gives="files"``: ``run(value, out_dir=Path, **params)`` writes
+             into ``out_dir`` (a fresh folder renamed into place when the step succeeds) and may
+             return a dict summary; with ``setup``: also ``state=`` what setup returned
     params:  name -> (type, default, help); used to parse ``name=value`` options.
+             default `REQUIRED`: the user must give it
+    setup:   ``setup(**params) -> state``, run once per worker process for these params (load a
+             model once, not once per file)
+    check:   ``check(**params) -> None``: raise `UsageError` for parameter values that can never
+             work; called before any file is touched
+    resources: what one run needs: ``{"cpus": 1, "gpus": 0}``; a ``gpus`` step uses a GPU where the
+             engine has one (Ray requests it only on clusters that have GPUs)
     """
 
     name: str
     description: str
     run: Ref
     params: dict[str, tuple[type, Any, str]] = field(default_factory=dict)
+    takes: str = "geometry"
+    gives: str = "geometry"
+    setup: Ref | None = None
+    check: Ref | None = None
+    resources: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.takes not in STEP_TAKES:
+            raise ValueError(f"pipeline step {self.name!r}: takes={self.takes!r}, expected one of {STEP_TAKES}")
+        if self.gives not in STEP_GIVES:
+            raise ValueError(f"pipeline step {self.name!r}: gives={self.gives!r}, expected one of {STEP_GIVES}")
 
 
 @dataclass
