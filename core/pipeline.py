@@ -71,6 +71,13 @@ class Pipeline:
         return [steps[s.name] for s in self.steps]
 
     @property
+    def output_format(self) -> str:
+        """The format outputs are written in: a final ``convert`` step's ``to``, else ``output.format``."""
+        if self.steps and self.steps[-1].name == "convert" and "to" in self.steps[-1].params:
+            return str(self.steps[-1].params["to"])
+        return self.output.format
+
+    @property
     def takes(self) -> str:
         """What one input is: ``"path"`` when the first step reads it itself (scene folders), else ``"geometry"``."""
         specs = self.specs()
@@ -86,6 +93,8 @@ class Pipeline:
         """Refuse (UsageError) a step that cannot take what the one before gives, and bad parameters."""
         previous: PipelineStep | None = None
         for i, (step, spec) in enumerate(zip(self.steps, self.specs())):
+            if step.name == "convert" and i != len(self.steps) - 1:
+                raise UsageError("step 'convert' sets the output format: make it the last step")
             if spec.takes == "path" and i > 0:
                 raise UsageError(f"step '{step.name}' reads its input itself (a file or folder path): "
                                  "it must be the first step")
@@ -115,7 +124,7 @@ class Pipeline:
         if self.input_format is not None:
             get_format(self.input_format, "read")
         if self.gives == "geometry":
-            output_format(self.output.format, "output format")
+            output_format(self.output_format, "output format")
 
 
 def step_kwargs(spec: PipelineStep, step: Step) -> dict[str, Any]:

@@ -129,7 +129,12 @@ class RayEngine:
         if self.address:
             ray.init(address=self.address, **kwargs)
         else:
-            ray.init(num_cpus=self.workers or usable_cores(), **kwargs)
+            # a local instance imports what this process imports (plugins on sys.path included),
+            # as the local engine's workers do; cluster nodes need facet3d and plugins installed
+            import sys
+
+            path = os.pathsep.join(p for p in sys.path if p)
+            ray.init(num_cpus=self.workers or usable_cores(), runtime_env={"env_vars": {"PYTHONPATH": path}}, **kwargs)
         return True
 
     def run(self, jobs: Sequence[Job], payload: dict, on_done: OnDone) -> None:

@@ -63,7 +63,7 @@ def expand_patterns(patterns: Iterable[str]) -> list[str]:
 
 def _output_path(src: Path, roots: list[Path], out_dir: Path, name: str, ext: str) -> Path:
     stem = src.name if src.is_dir() else src.stem
-    for root in roots:
+    for root in sorted(roots, key=lambda r: -len(r.parts)):  # the deepest folder given wins
         try:
             rel = src.relative_to(root)
         except ValueError:
@@ -118,7 +118,7 @@ def plan_batch(pipeline: Pipeline, patterns: list[str], opts: BatchOptions) -> B
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir}: exists and is not a folder")
     gives = pipeline.gives
-    ext = output_format(pipeline.output.format, "output format")[1] if gives == "geometry" else ""
+    ext = output_format(pipeline.output_format, "output format")[1] if gives == "geometry" else ""
     files, roots, listing = _inputs(pipeline, patterns, out_dir, opts.recursive)
     if not files:
         raise UsageError("no input files")
@@ -276,6 +276,8 @@ def run_batch(plan: BatchPlan, opts: BatchOptions, on_result: Callable[[dict], N
     A KeyboardInterrupt stops the workers, keeps finished outputs, writes the report with
     ``interrupted: true`` and returns; nothing half-written is left.
     """
+    from facet3d.core.io.outputs import output_folder
+
     out_dir = Path(opts.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pipeline = plan.pipeline
@@ -301,8 +303,12 @@ def run_batch(plan: BatchPlan, opts: BatchOptions, on_result: Callable[[dict], N
 
     interrupted = False
     try:
-        if plan.todo:
-            engine.run([plan.jobs[i] for i in plan.todo], payload(pipeline), done)
+        with output_folder(out_dir) as tree:  # mirrored sub-folders made up front, empty ones removed after
+            for i in plan.todo:
+                if plan.jobs[i].dst is not None:
+                    tree.prepare(Path(plan.jobs[i].dst))
+            if plan.todo:
+                engine.run([plan.jobs[i] for i in plan.todo], payload(pipeline), done)
     except KeyboardInterrupt:
         interrupted = True
         for job in running.values():
@@ -372,6 +378,6 @@ def payload(pipeline: Pipeline) -> dict[str, Any]:
         steps.append({"name": step.name, "run": spec.run, "setup": spec.setup, "takes": spec.takes,
                       "gives": spec.gives, "params": step_kwargs(spec, step)})
     read_options = {"fields": pipeline.fields} if pipeline.fields else {}
-    out_fmt = output_format(pipeline.output.format, "output format")[0].name if pipeline.gives == "geometry" else None
+    out_fmt = output_format(pipeline.output_format, "output format")[0].name if pipeline.gives == "geometry" else None
     return {"fingerprint": pipeline.fingerprint(), "steps": steps, "input_format": pipeline.input_format,
             "read_options": read_options, "output_format": out_fmt}

@@ -30,6 +30,12 @@ def facet3d_pipeline_steps() -> list[PipelineStep]:
         PipelineStep("rotate", "random rotation (so3 or about z)", f"{_STEPS}:rotate",
                      {"mode": (str, "so3", "so3 or z"), "seed": (int, 0, "random seed")}),
         PipelineStep("drop-nonfinite", "remove points with NaN or inf coordinates", f"{_STEPS}:drop_nonfinite"),
+        PipelineStep("read", "read the input with an explicit format (default: detected)", f"{_STEPS}:read_input",
+                     {"format": (str, None, "input format"), "fields": (str, None, "format bin: the columns, e.g. x;y;z;intensity")},
+                     takes="path"),
+        PipelineStep("convert", "write the result in this format (last step)", f"{_STEPS}:convert",
+                     {"to": (str, "ply", "output format or extension (ply, pcd, las, laz, obj, glb, xyz, npy, ...)")},
+                     check=f"{_STEPS}:check_convert"),
     ]
 
 

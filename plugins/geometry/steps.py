@@ -134,3 +134,22 @@ def rotate(geom: Geometry, mode: str = "so3", seed: int = 0) -> Geometry:
     rot = lambda a: None if a is None else np.asarray(a) @ R.T  # noqa: E731
     return replace(geom, vertices=geom.vertices @ R.T, normals=rot(geom.normals), face_normals=rot(geom.face_normals),
                    meta=dict(geom.meta, rotation=R.tolist()))
+
+
+def read_input(path, format: str | None = None, fields: str | None = None) -> Geometry:
+    """The `read` step: the input read with an explicit format (``fields``: ';'-separated bin columns)."""
+    from facet3d.core.io.api import read
+
+    options = {"fields": fields.replace(";", ",")} if fields else {}
+    return read(path, format=format, **options)
+
+
+def check_convert(to: str = "ply") -> None:
+    from facet3d.core.io.api import output_format
+
+    output_format(to, "step 'convert' parameter 'to'")
+
+
+def convert(geom: Geometry, to: str = "ply") -> Geometry:
+    """The `convert` step: geometry unchanged; the pipeline writes it in format ``to``."""
+    return geom

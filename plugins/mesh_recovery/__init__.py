@@ -8,7 +8,7 @@ referenced by "module:attr" strings, so loading the plugin imports neither open3
 from __future__ import annotations
 
 from facet3d.core.hookspecs import hookimpl
-from facet3d.core.specs import Benchmark, DemoStep, PipelineStep
+from facet3d.core.specs import REQUIRED, Benchmark, DemoStep, PipelineStep
 
 _PKG = "facet3d.plugins.mesh_recovery"
 
@@ -28,7 +28,14 @@ def facet3d_pipeline_steps() -> list[PipelineStep]:
                          {"method": (str, "auto", "auto, poisson, delaunay, bpa or alpha"), "depth": (int, 8, "Poisson octree depth"),
                           "max_edge": (float, None, "delaunay: longest 3-D edge kept (default 10 x spacing, 0: no limit)"),
                           "trim": (float, None, "also drop vertices below this density quantile"),
-                          "watertight": (bool, False, "keep Poisson's closed surface")})]
+                          "watertight": (bool, False, "keep Poisson's closed surface")}),
+            PipelineStep("compare", "one row of surface metrics (Chamfer, F-score, normal consistency, topology) "
+                         "against a reference file", f"{_PKG}.steps:compare",
+                         {"reference": (str, REQUIRED, "reference mesh / cloud; {stem} is the input's name, e.g. gt/{stem}.obj"),
+                          "n": (int, 100_000, "points sampled on each surface"), "seed": (int, 0, "sampling seed"),
+                          "thresholds": (str, None, "F-score thresholds separated by ';' (distances or N%; default 0.5%;1%;2%)"),
+                          "point_to_mesh": (bool, True, "exact point-to-triangle distances to meshes")},
+                         gives="row", check=f"{_PKG}.steps:check_compare")]
 
 
 @hookimpl

@@ -8,7 +8,7 @@ this plugin imports neither torch nor the model code.
 from __future__ import annotations
 
 from facet3d.core.hookspecs import hookimpl
-from facet3d.core.specs import Benchmark, DemoStep, ModelSpec
+from facet3d.core.specs import REQUIRED, Benchmark, DemoStep, ModelSpec, PipelineStep
 
 _P = "facet3d.plugins.risurconv"
 _BUILD = f"{_P}.models:build_model"
@@ -35,6 +35,23 @@ def facet3d_models() -> list[ModelSpec]:
     ]
     return [ModelSpec(name=n, task=t, description=d, build=_BUILD, config={"config": c}, load_checkpoint=_LOAD)
             for n, t, c, d in rows]
+
+
+@hookimpl
+def facet3d_pipeline_steps() -> list[PipelineStep]:
+    model = {"ckpt": (str, REQUIRED, "checkpoint (.safetensors with its .json, or official .pth)"),
+             "num_points": (int, None, "points fed to the model (default: the checkpoint's)"),
+             "device": (str, "auto", "auto, cpu or cuda")}
+    common = dict(setup=None, check=f"{_P}.steps:check_ckpt", resources={"cpus": 1, "gpus": 1})
+    return [
+        PipelineStep("classify", "RISurConv classification: one row per file (label, probability, top-k)",
+                     f"{_P}.steps:classify", {**model, "top_k": (int, 3, "classes listed per file")},
+                     gives="row", **{**common, "setup": f"{_P}.steps:setup_classifier"}),
+        PipelineStep("segment", "RISurConv part segmentation: every point / vertex gets an int 'part' and a colour",
+                     f"{_P}.steps:segment", {**model, "category": (str, None, "object category (default: most confident)"),
+                                             "samples_only": (bool, False, "only the points the model saw")},
+                     **{**common, "setup": f"{_P}.steps:setup_segmenter"}),
+    ]
 
 
 @hookimpl

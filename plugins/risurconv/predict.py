@@ -46,13 +46,18 @@ def load_input(path: Path, num_points: int) -> tuple[np.ndarray, np.ndarray, tup
     """``(xyz [n,3], normals [n,3], (centre [3], scale))`` of a file: the model input and how to undo the normalisation."""
     from facet3d.core.io.api import read
 
+    return model_input(read(path), num_points)
+
+
+def model_input(geom, num_points: int) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, float]]:
+    """`load_input` for a `Geometry` already read (the sampling seed follows its file name, as for a path)."""
     from .data.common import prepare_geometry, stable_seed
 
-    geom = read(path)
+    name = Path(str(geom.meta.get("path", ""))).name
     try:
-        xyz, nrm, raw = prepare_geometry(geom, num_points, seed=stable_seed(Path(path).name, num_points), return_raw=True)
+        xyz, nrm, raw = prepare_geometry(geom, num_points, seed=stable_seed(name, num_points), return_raw=True)
     except GeometryError as exc:
-        raise InputError(f"{path}: {exc}") from None
+        raise InputError(f"{geom.meta.get('path', 'input')}: {exc}") from None
     centre = raw.mean(0)
     scale = float(np.sqrt(((raw - centre) ** 2).sum(1)).max())
     return xyz, nrm, (centre, scale)
@@ -60,9 +65,16 @@ def load_input(path: Path, num_points: int) -> tuple[np.ndarray, np.ndarray, tup
 
 def classify_file(model, path: Path, num_points: int, class_names: list[str], top_k: int = 3) -> dict[str, Any]:
     """Top-k classes of one file: ``{"file", "label", "prob", "top_k": [{"label", "index", "prob"}]}``."""
+    from facet3d.core.io.api import read
+
+    return {"file": str(path), **classify_geometry(model, read(path), num_points, class_names, top_k)}
+
+
+def classify_geometry(model, geom, num_points: int, class_names: list[str], top_k: int = 3) -> dict[str, Any]:
+    """Top-k classes of a `Geometry`: ``{"label", "prob", "top_k": [{"label", "index", "prob"}]}``."""
     import torch
 
-    xyz, nrm, _ = load_input(path, num_points)
+    xyz, nrm, _ = model_input(geom, num_points)
     device = next(model.parameters()).device
     with torch.no_grad():
         logp = model(torch.from_numpy(xyz)[None].to(device), torch.from_numpy(nrm)[None].to(device))[0].cpu()
@@ -72,25 +84,37 @@ def classify_file(model, path: Path, num_points: int, class_names: list[str], to
     names = class_names or [str(i) for i in range(len(probs))]
     top = [{"label": names[int(i)] if int(i) < len(names) else str(int(i)), "index": int(i), "prob": float(v)}
            for v, i in zip(vals, idx)]
-    return {"file": str(path), "label": top[0]["label"], "prob": top[0]["prob"], "top_k": top}
+    return {"label": top[0]["label"], "prob": top[0]["prob"], "top_k": top}
 
 
 def segment_file(model, path: Path, out_path: Path, num_points: int, categories: list[str],
                  category_parts: dict[str, list[int]], part_names: list[str], category: str | None = None,
                  full_resolution: bool = True) -> dict[str, Any]:
-    """Per-point parts of one file, written to ``out_path`` (PLY: points, normals, colours, int ``part``).
+    """Per-point parts of one file, written to ``out_path`` (PLY: points, normals, colours, int ``part``);
+    see `segment_geometry`."""
+    from facet3d.core.io.api import read, write
+
+    geom, summary = segment_geometry(model, read(path), num_points, categories, category_parts, part_names, category,
+                                     full_resolution)
+    write(out_path, geom)
+    return {"file": str(path), "out": str(out_path), **summary}
+
+
+def segment_geometry(model, src, num_points: int, categories: list[str], category_parts: dict[str, list[int]],
+                     part_names: list[str], category: str | None = None,
+                     full_resolution: bool = True) -> tuple[Any, dict[str, Any]]:
+    """Per-point parts of a `Geometry` -> (labelled Geometry: colours and an int ``part`` attribute, summary).
 
     full_resolution: label every input point / mesh vertex (nearest model sample; faces kept), else
-    write only the ``num_points`` samples the model saw. Non-finite input points get part -1.
+    only the ``num_points`` samples the model saw. Non-finite input points get part -1.
     Without ``category`` every category is tried and the one whose own parts get the highest
-    mean log-probability wins. Points are written in the file's coordinates.
+    mean log-probability wins. Points stay in the input's coordinates.
     """
     import torch
 
-    from facet3d.core.io.api import write
     from facet3d.core.io.record import Geometry
 
-    xyz, nrm, (centre, scale) = load_input(path, num_points)
+    xyz, nrm, (centre, scale) = model_input(src, num_points)
     device = next(model.parameters()).device
     x, n = torch.from_numpy(xyz)[None].to(device), torch.from_numpy(nrm)[None].to(device)
     tried = [category] if category else list(categories)
@@ -110,10 +134,8 @@ def segment_file(model, path: Path, out_path: Path, num_points: int, categories:
     if full_resolution:
         # Every point (or mesh vertex) of the input gets the label of its nearest model sample, so
         # the output lines up with the user's file rather than with the model's subsample.
-        from facet3d.core.io.api import read
         from facet3d.core.ops.neighbors import knn_points
 
-        src = read(path)
         keep = np.isfinite(src.vertices).all(axis=1)
         nn = np.zeros(src.num_points, dtype=np.int64)
         nn[keep] = knn_points(np.asarray(src.vertices[keep], dtype=np.float64), sampled, 1)[1][:, 0]
@@ -124,9 +146,7 @@ def segment_file(model, path: Path, out_path: Path, num_points: int, categories:
     else:
         geom = Geometry(vertices=sampled, normals=nrm.astype(np.float32),
                         colors=PALETTE[local % len(PALETTE)], attributes={"part": parts.astype(np.int32)})
-    write(out_path, geom)
     ids, counts = np.unique(parts, return_counts=True)
     name = lambda i: part_names[i] if i < len(part_names) else str(i)  # noqa: E731
-    return {"file": str(path), "out": str(out_path), "category": cat, "points": int(len(parts)),
-            "model_points": int(len(xyz)),
-            "part_counts": {name(int(i)): int(c) for i, c in zip(ids, counts)}}
+    return geom, {"category": cat, "points": int(len(parts)), "model_points": int(len(xyz)),
+                  "part_counts": {name(int(i)): int(c) for i, c in zip(ids, counts)}}
