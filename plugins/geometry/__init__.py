@@ -64,5 +64,7 @@ def facet3d_benchmarks() -> list[Benchmark]:
                   "facet3d.plugins.geometry.bench:read_ply"),
         Benchmark("info-ply", "`facet3d info` on a 1M-point binary PLY vs a Python process reading it with open3d",
                   "facet3d.plugins.geometry.bench:info_ply"),
+        Benchmark("batch", "facet3d batch throughput (normals + Poisson on small clouds): local 1 vs 2 workers vs Ray, "
+                  "and the engine's per-file overhead", "facet3d.plugins.geometry.bench_batch:run"),
         Benchmark("cli-startup", "`facet3d --help` wall time vs `python -c pass`", "facet3d.plugins.geometry.bench:cli_startup"),
     ]

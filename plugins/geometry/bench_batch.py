@@ -1,0 +1,122 @@
+"""`facet3d bench batch`: the batch engine's throughput and per-file overhead.
+
+Throughput: a CPU-bound pipeline (normals + Poisson mesh) over `files` small clouds, on the local
+engine with 1 and 2 workers and on a running local Ray instance with 2 workers; the baseline is the
+local engine with 1 worker. Overhead: a trivial pipeline (read + write a tiny cloud) on the local
+engine with 1 worker against the same reads and writes in a plain loop in this process.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from facet3d.core.bench import BenchResult, Timing, time_repeats
+
+
+def _clouds(folder: Path, files: int, points: int) -> None:
+    """`files` clouds of `points` noisy samples of a sphere-like blob (each its own seed), as PLY."""
+    from facet3d.core.io.api import write
+    from facet3d.core.io.record import Geometry
+
+    for i in range(files):
+        rng = np.random.default_rng(i)
+        d = rng.standard_normal((points, 3))
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        r = 1.0 + 0.15 * np.sin(3 * d[:, 0] + i) * np.cos(2 * d[:, 1])
+        write(folder / f"cloud_{i:04d}.ply", Geometry(vertices=d * r[:, None] + rng.normal(0, 0.002, (points, 3))))
+
+
+def _run(pipeline, inputs: Path, out: Path, engine: str, workers: int) -> float:
+    from facet3d.core.batch import BatchOptions, plan_batch, run_batch
+
+    shutil.rmtree(out, ignore_errors=True)
+    opts = BatchOptions(out_dir=out, engine=engine, workers=workers)
+    t0 = time.perf_counter()
+    result = run_batch(plan_batch(pipeline, [str(inputs)], opts), opts)
+    elapsed = time.perf_counter() - t0
+    if result.failed:
+        bad = next(f for f in result.report["files"] if f["status"] != "ok")
+        raise RuntimeError(f"bench batch: {bad['input']}: {bad.get('error')}")
+    return elapsed
+
+
+def run(repeats: int = 3, device: str = "cpu", files: int = 200, points: int = 3000, depth: int = 6,
+        ray: int = 1) -> BenchResult:
+    from facet3d.core.pipeline import Pipeline, parse_step
+
+    heavy = Pipeline([parse_step("normals:k=20"), parse_step(f"mesh:method=poisson,depth={depth}")])
+    trivial = Pipeline([])  # read + write
+    timings: list[Timing] = []
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs, out = Path(tmp) / "in", Path(tmp) / "out"
+        inputs.mkdir()
+        _clouds(inputs, files, points)
+        for workers in (1, 2):
+            timings.append(Timing(f"local x{workers}", time_repeats(lambda: _run(heavy, inputs, out, "local", workers),
+                                                                    repeats, warmup=0)))
+        if ray:
+            timings.append(_ray_timing(heavy, inputs, out, repeats, notes))
+        notes.append(_overhead(trivial, inputs, out, repeats))
+    for t in timings:
+        notes.append(f"{t.name}: {files / t.median:.1f} files/s")
+    res = BenchResult("batch", "local x1", timings, params={"files": files, "points": points, "pipeline": "normals + mesh:poisson",
+                                                             "depth": depth}, notes=notes)
+    notes.append(f"2 workers / 1 worker (local): {res.ratio('local x2'):.2f}x (goal >= 1.7x)")
+    if ray:
+        ray_x2 = next(t for t in timings if t.name == "ray x2").median
+        local_x2 = next(t for t in timings if t.name == "local x2").median
+        notes.append(f"ray x2 time / local x2 time: {ray_x2 / local_x2:.2f} (goal <= 1.15)")
+    return res
+
+
+def _ray_timing(pipeline, inputs: Path, out: Path, repeats: int, notes: list[str]) -> Timing:
+    """Ray with 2 workers on an instance started once (as a cluster is); its start-up is noted."""
+    import logging
+
+    try:
+        import ray
+    except ImportError:
+        notes.append("ray is not installed: pip install 'facet3d[ray]'")
+        return Timing("ray x2", [float("nan")])
+    import os
+    import sys
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}})
+    started = time.perf_counter() - t0
+    try:
+        seconds = time_repeats(lambda: _run(pipeline, inputs, out, "ray", 2), repeats, warmup=1)
+    finally:
+        t0 = time.perf_counter()
+        ray.shutdown()
+        stopped = time.perf_counter() - t0
+    notes.append(f"a fresh local Ray instance costs {started:.1f} s to start and {stopped:.1f} s to stop "
+                 "(paid once per `facet3d batch --engine ray` without --address)")
+    return Timing("ray x2", seconds)
+
+
+def _overhead(pipeline, inputs: Path, out: Path, repeats: int) -> str:
+    """Per-file cost of the engine (1 worker, pool start-up included) over a plain in-process loop."""
+    from facet3d.core.io.api import read, write
+
+    files = sorted(inputs.glob("*.ply"))
+    plain_out = out.with_name("plain")
+
+    def plain() -> None:
+        shutil.rmtree(plain_out, ignore_errors=True)
+        plain_out.mkdir()
+        for f in files:
+            write(plain_out / f.name, read(f))
+
+    inline = np.median(time_repeats(plain, repeats, warmup=1))
+    engine = np.median(time_repeats(lambda: _run(pipeline, inputs, out, "local", 1), repeats, warmup=0))
+    per_file = (engine - inline) / len(files) * 1e3
+    return (f"engine overhead on a trivial step (read + write, local x1, pool start-up included): "
+            f"{per_file:.1f} ms per file ({engine:.2f} s vs {inline:.2f} s in-process for {len(files)} files; goal < 20 ms)")
