@@ -84,10 +84,9 @@ def parse_floats(text: Optional[str], flag: str, n: Optional[int] = None) -> Opt
 
 def parse_size(text: str, flag: str = "--size") -> tuple[int, int]:
     """``"WxH"`` -> ``(H, W)`` (positive integers)."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text or "")
-    if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
-        raise UsageError(f"{flag} {text!r}: expected WIDTHxHEIGHT with positive integers, e.g. 256x256")
-    return int(m.group(2)), int(m.group(1))
+    from facet3d.core.values import parse_size as parse
+
+    return parse(text, flag)
 
 
 def reader_options(fmt: Optional[str], fields: Optional[str]) -> dict[str, Any]:

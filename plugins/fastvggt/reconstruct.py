@@ -103,26 +103,56 @@ def write_scene_glb(path: Path, xyz: np.ndarray, rgb: np.ndarray, cameras) -> No
         tmp.write_bytes(data if isinstance(data, bytes) else bytes(data))
 
 
-def reconstruct(images: Sequence[str | Path], ckpt: str | Path, out: str | Path, *, config: Any = None,
+def _checkpoint_config(ckpt: str | Path, config: Any = None) -> tuple[Path, dict[str, Any]]:
+    """(path, full config) of a VGGT checkpoint: ``config``, else the file's own, else vggt-1b;
+    `CheckpointError` when the file does not exist."""
+    from facet3d.plugins.fastvggt.checkpoint import _metadata_config
+    from facet3d.plugins.fastvggt.model import resolve_config
+
+    ck = Path(ckpt)
+    if not ck.exists():
+        from facet3d.core.errors import CheckpointError
+
+        raise CheckpointError(f"{ck}: no such file (the VGGT weights: model.safetensors or model.pt of "
+                              "facebook/VGGT-1B, or a file saved by facet3d)")
+    return ck, resolve_config(config if config is not None else ((_metadata_config(ck) if ck.is_file() else None) or "vggt-1b"))
+
+
+def load_reconstruction_model(ckpt: str | Path, config: Any = None, device: str = "cpu") -> Any:
+    """The VGGT `reconstruct` runs (no track head), in eval mode on ``device``: load it once and pass it as
+    ``reconstruct(..., model=)`` to reconstruct many photo sets. Refuses (`ResourceError`) weights that
+    cannot fit in memory before reading them."""
+    from facet3d.plugins.fastvggt.checkpoint import load_model
+    from facet3d.plugins.fastvggt.model import parameter_count
+
+    ck, cfg = _checkpoint_config(ckpt, config)
+    params = parameter_count(cfg)
+    require_memory(estimate_memory(0, 0, 0, params, cfg["embed_dim"], cfg["patch_size"], device),
+                   f"loading a {params / 1e9:.2f} B-parameter VGGT")
+    return load_model(ck, cfg, device=device, enable_track=False)
+
+
+def reconstruct(images: Sequence[str | Path], ckpt: str | Path | None, out: str | Path, *, config: Any = None,
                 merge: float = 0.9, merge_from_block: int = 0, protected: float = 0.1, proportional: bool = False,
                 preprocess: str = "crop", conf_percentile: float = 50.0, points_from: str = "depth",
                 device: str = "cpu", dtype: str = "auto", save_raw: bool = False, frames_chunk_size: int = 8,
-                progress: ProgressFn | None = None, log: LogFn | None = None) -> dict[str, Any]:
+                progress: ProgressFn | None = None, log: LogFn | None = None, model: Any = None) -> dict[str, Any]:
     """Reconstruct ``images`` (at least 2, one size after preprocessing) into ``out``; -> a summary dict.
 
     merge: FastVGGT merge ratio (0 = plain VGGT); merge_from_block: first merging global block;
     protected: unmerged fraction; proportional: ToMe proportional attention.
     conf_percentile: drop points below this percentile of confidence (0 keeps all).
     points_from: "depth" (unproject depth with the predicted cameras, upstream's advice) or "head".
+    model: a VGGT already loaded on ``device`` (`load_reconstruction_model`); ``ckpt`` and ``config`` are
+    then not used, and the memory check leaves out the weights (they are in memory already).
     """
     from facet3d.core.io.api import atomic_output, write
     from facet3d.core.io.colmap import write_colmap_model
     from facet3d.core.io.outputs import output_folder
     from facet3d.core.io.record import Geometry
-    from facet3d.plugins.fastvggt.checkpoint import load_model
     from facet3d.plugins.fastvggt.decode import point_cloud, pose_encoding_to_cameras, unproject_depth
     from facet3d.plugins.fastvggt.merging import merger
-    from facet3d.plugins.fastvggt.model import parameter_count, resolve_config
+    from facet3d.plugins.fastvggt.model import parameter_count
     from facet3d.plugins.fastvggt.preprocess import load_images
 
     paths = [Path(p) for p in images]
@@ -152,20 +182,18 @@ def reconstruct(images: Sequence[str | Path], ckpt: str | Path, out: str | Path,
     stage("images")
     prep = load_images(paths, preprocess)
     S, _, H, W = prep.images.shape
-    ck = Path(ckpt)
-    if not ck.exists():
-        from facet3d.core.errors import CheckpointError
-
-        raise CheckpointError(f"{ck}: no such file (the VGGT weights: model.safetensors or model.pt of "
-                              "facebook/VGGT-1B, or a file saved by facet3d)")
-    from facet3d.plugins.fastvggt.checkpoint import _metadata_config
-
-    cfg = resolve_config(config if config is not None else ((_metadata_config(ck) if ck.is_file() else None) or "vggt-1b"))
-    params = parameter_count(cfg)
-    need = estimate_memory(S, H, W, params, cfg["embed_dim"], cfg["patch_size"], device)
+    if model is None:
+        ck, cfg = _checkpoint_config(ckpt, config)
+        params = parameter_count(cfg)
+    else:
+        cfg, params = model.config, sum(p.numel() for p in model.parameters())
+    need = estimate_memory(S, H, W, params if model is None else 0, cfg["embed_dim"], cfg["patch_size"], device)
     require_memory(need, f"reconstructing {S} images at {W}x{H} with a {params / 1e9:.2f} B-parameter VGGT")
     stage("weights")
-    model = load_model(ck, cfg, device=device, enable_track=False)
+    if model is None:
+        from facet3d.plugins.fastvggt.checkpoint import load_model
+
+        model = load_model(ck, cfg, device=device, enable_track=False)
     say(log, f"{S} images at {W}x{H}; estimated host memory {human_bytes(need)}")
     x = prep.images[None].to(device)
 

@@ -15,13 +15,16 @@ Modules (imported lazily; this module imports neither torch nor open3d):
   mesh .ply / .glb / .obj) and ``facet3d fit``;
 * `export`  - `scene_to_geometry`, `export_scene` (TS+ -> shared mesh, TS -> triangle soup; SH DC colours);
 * `mesh_eval` - TS+ mesh scoring by ray casting (core's `facet3d.core.ops.raycast`);
-* `demo`    - the ``triangle-splatting`` step of ``facet3d demo``.
+* `demo`    - the ``triangle-splatting`` step of ``facet3d demo``;
+* `steps`   - the ``render`` pipeline step of ``facet3d batch`` (mesh -> a folder of orbit views).
 """
 
 from __future__ import annotations
 
 from facet3d.core.hookspecs import hookimpl
-from facet3d.core.specs import Benchmark, DemoStep
+from facet3d.core.specs import Benchmark, DemoStep, PipelineStep
+
+_STEPS = "facet3d.plugins.triangle_splatting.steps"
 
 
 @hookimpl
@@ -29,6 +32,20 @@ def facet3d_register_commands(app) -> None:
     from facet3d.plugins.triangle_splatting.cli import register
 
     register(app)
+
+
+@hookimpl
+def facet3d_pipeline_steps() -> list[PipelineStep]:
+    return [
+        PipelineStep("render", "mesh -> orbit views: view_NNN_rgb.png (+ _depth.npy) and cameras.json in a folder "
+                     "(as facet3d render MESH --orbit N)", f"{_STEPS}:render",
+                     {"views": (int, 8, "cameras on the orbit"), "size": (str, "256x256", "image size WxH"),
+                      "up": (str, "z", "orbit axis x|y|z (optionally -x, -y, -z)"),
+                      "fov": (float, 60.0, "field of view of the shorter image side, degrees in (0, 180)"),
+                      "shading": (str, "lambert", "lambert, normal or flat"),
+                      "save_depth": (bool, False, "also write view_NNN_depth.npy (z-depth, 0 where empty)")},
+                     gives="files", check=f"{_STEPS}:check_render"),
+    ]
 
 
 @hookimpl

@@ -8,7 +8,6 @@ so ``facet3d --help`` stays light.  The output files of each command are describ
 
 from __future__ import annotations
 
-import re
 from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
@@ -48,12 +47,9 @@ def _fov(value: Any) -> Any:
 
 def parse_up(text: str) -> tuple[float, float, float]:
     """``x|y|z`` with an optional sign -> the unit axis."""
-    m = re.fullmatch(r"([+-]?)([xyz])", (text or "").strip().lower())
-    if not m:
-        raise UsageError(f"--up {text!r}: expected x, y or z (optionally with a sign)")
-    axis = [0.0, 0.0, 0.0]
-    axis["xyz".index(m.group(2))] = -1.0 if m.group(1) == "-" else 1.0
-    return tuple(axis)  # type: ignore[return-value]
+    from facet3d.core.values import parse_axis
+
+    return parse_axis(text, "--up")
 
 
 def register(app: typer.Typer) -> None:

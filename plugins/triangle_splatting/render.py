@@ -257,27 +257,38 @@ def load_scene(path):
     triangle order, as ``scene.meta["normals"]`` [N, 3, 3] float32 (numpy): `render`'s shading
     interpolates them.
     """
-    import numpy as np
-
     from facet3d.core.io.api import check_input_path, read
     from facet3d.plugins.triangle_splatting.scene import TriangleScene, is_scene_ply
 
     p = check_input_path(path)
     if is_scene_ply(p):
-        scene, is_mesh = TriangleScene.load_ply(p), False
-    else:
-        geom = read(p)
-        if not geom.is_mesh:
-            raise UsageError(f"{p}: a point cloud without faces: nothing to render (give a mesh or a triangle-splat PLY)")
-        scene, is_mesh = TriangleScene.from_geometry(geom), True
-        # from_geometry keeps the faces' order in both forms (TS+: the faces; TS: v[faces])
-        if geom.normals is not None and len(geom.normals) == len(geom.vertices):
-            vn = np.asarray(geom.normals, dtype=np.float64)
-            if (np.isfinite(vn).all(axis=1) & (np.linalg.norm(vn, axis=1) > 1e-12)).any():
-                scene.meta["normals"] = vn[np.asarray(geom.faces, dtype=np.int64)].astype(np.float32)
+        scene = TriangleScene.load_ply(p)
+        if len(scene) == 0:
+            raise UsageError(f"{path}: no triangles: nothing to render")
+        return scene, False
+    return scene_from_mesh(read(p), str(path)), True
+
+
+def scene_from_mesh(geom, where: str):
+    """A mesh `Geometry` -> its opaque `TriangleScene`; vertex normals kept (see `load_scene`).
+
+    where: the input named in errors (a point cloud or an empty mesh is refused with one line).
+    """
+    import numpy as np
+
+    from facet3d.plugins.triangle_splatting.scene import TriangleScene
+
+    if not geom.is_mesh:
+        raise UsageError(f"{where}: a point cloud without faces: nothing to render (give a mesh or a triangle-splat PLY)")
+    scene = TriangleScene.from_geometry(geom)
+    # from_geometry keeps the faces' order in both forms (TS+: the faces; TS: v[faces])
+    if geom.normals is not None and len(geom.normals) == len(geom.vertices):
+        vn = np.asarray(geom.normals, dtype=np.float64)
+        if (np.isfinite(vn).all(axis=1) & (np.linalg.norm(vn, axis=1) > 1e-12)).any():
+            scene.meta["normals"] = vn[np.asarray(geom.faces, dtype=np.int64)].astype(np.float32)
     if len(scene) == 0:
-        raise UsageError(f"{path}: no triangles: nothing to render")
-    return scene, is_mesh
+        raise UsageError(f"{where}: no triangles: nothing to render")
+    return scene
 
 
 def auto_hard(scene, is_mesh: bool) -> bool:
