@@ -6,6 +6,7 @@ file on stderr, the report as JSON on stdout with ``--json``.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -135,6 +136,10 @@ def batch(
         pipeline.fields = fields
     opts = BatchOptions(out_dir=out_dir, engine=engine, workers=workers, address=address, resume=resume,
                         overwrite=overwrite, timeout=timeout, recursive=recursive)
+    from facet3d.cli.console import DEBUG
+
+    if DEBUG["on"]:
+        os.environ["FACET3D_DEBUG"] = "1"  # workers keep their stderr (native libraries' messages)
     plan = plan_batch(pipeline, paths, opts)
     _say_skipped(plan)
     if opts.resume and plan.previous:

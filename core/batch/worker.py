@@ -30,7 +30,8 @@ def init_worker(threads: int, quiet_stdout: bool = True, memory_limit: int | Non
 
     Threads are set through the environment before torch / open3d / numba are imported, so every
     library's pool agrees; the parent's terminal Ctrl-C reaches the whole process group, and the
-    parent stops the workers itself. Native libraries that print on stdout print on stderr instead.
+    parent stops the workers itself. What native libraries print goes nowhere (stderr stays with
+    FACET3D_DEBUG=1, which `--debug` sets): each file's outcome is in the report.
     memory_limit: this worker's share (``FACET3D_MEMORY_LIMIT``), so that up-front memory checks
     refuse a file that only fits when it has the machine to itself.
     """
@@ -44,9 +45,14 @@ def init_worker(threads: int, quiet_stdout: bool = True, memory_limit: int | Non
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     except ValueError:  # not the main thread (some Ray setups): the engine stops it instead
         pass
-    if quiet_stdout:
+    if quiet_stdout:  # native libraries print on fd 1 / 2 (PoissonRecon's warnings): not on the user's terminal
         sys.stdout.flush()
-        os.dup2(2, 1)
+        sys.stderr.flush()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        if os.environ.get("FACET3D_DEBUG") != "1":
+            os.dup2(devnull, 2)
+        os.close(devnull)
 
 
 _CONFIGURED = {"done": False}

@@ -351,3 +351,13 @@ def test_local_and_ray_engines_give_identical_outputs_and_reports(tmp_path, inpu
     assert same(reports["local"]) == same(reports["ray"])
     assert trees["local"] == trees["ray"] and len(trees["local"]) == len(GOOD) + 1
     assert reports["ray"]["engine"] == "ray" and reports["local"]["totals"]["failed"] == 3
+
+
+def test_bench_batch_runs_small():
+    """`facet3d bench batch` on a few files: timings for 1 and 2 local workers, overhead noted."""
+    from facet3d.plugins.geometry.bench_batch import run
+
+    res = run(repeats=1, files=4, points=500, depth=5, ray=0)
+    assert [t.name for t in res.timings] == ["local x1", "local x2"] and res.baseline == "local x1"
+    assert all(t.median > 0 for t in res.timings)
+    assert any("ms per file" in n for n in res.notes) and any("2 workers / 1 worker" in n for n in res.notes)
