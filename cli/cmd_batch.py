@@ -103,6 +103,7 @@ def batch(
     inputs: List[str] = typer.Option([], "--inputs", "-i", metavar="DIR|GLOB", help="Input files, folders or glob patterns (quote them: 'scans/**/*.ply'); repeatable."),
     out_dir: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="Output folder (report.json, results.jsonl, one output per input)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Worker processes (default: the usable cores; ray: the cluster's CPUs)."),
+    threads: Optional[int] = typer.Option(None, "--threads-per-worker", min=1, help="Threads each worker may use (torch, OpenMP, BLAS, numba; default: the cores / workers)."),
     engine: str = typer.Option("local", "--engine", help="local (a process pool) or ray."),
     address: Optional[str] = typer.Option(None, "--address", metavar="ADDRESS", help="--engine ray: an existing cluster, ray://host:port or auto (default: start a local Ray)."),
     resume: bool = typer.Option(False, "--resume", help="Skip inputs whose output and pipeline match the report; run the rest."),
@@ -135,7 +136,7 @@ def batch(
     if fields is not None:
         pipeline.fields = fields
     opts = BatchOptions(out_dir=out_dir, engine=engine, workers=workers, address=address, resume=resume,
-                        overwrite=overwrite, timeout=timeout, recursive=recursive)
+                        overwrite=overwrite, timeout=timeout, recursive=recursive, threads=threads)
     from facet3d.cli.console import DEBUG
 
     if DEBUG["on"]:

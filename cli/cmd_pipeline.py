@@ -15,9 +15,12 @@ def steps(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     """List the pipeline steps plugins provide, with their parameters."""
     from facet3d.core.pipeline import available_steps
 
+    from facet3d.core.specs import REQUIRED
+
+    shown = lambda d: "REQUIRED" if d is REQUIRED else d  # noqa: E731
     rows = [
-        {"name": s.name, "description": s.description,
-         "params": {k: {"type": t.__name__, "default": d, "help": h} for k, (t, d, h) in s.params.items()}}
+        {"name": s.name, "description": s.description, "takes": s.takes, "gives": s.gives,
+         "params": {k: {"type": t.__name__, "default": shown(d), "help": h} for k, (t, d, h) in s.params.items()}}
         for s in available_steps().values()
     ]
     if json_out:
@@ -25,7 +28,8 @@ def steps(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) ->
         return
     for r in rows:
         params = ", ".join(f"{k}={v['default']}" for k, v in r["params"].items())
-        out.print(f"[bold]{r['name']}[/]  {r['description']}" + (f"  [dim]({params})[/]" if params else ""))
+        flow = f"{r['takes']} -> {r['gives']}"
+        out.print(f"[bold]{r['name']}[/]  [cyan]{flow}[/]  {r['description']}" + (f"  [dim]({params})[/]" if params else ""))
 
 def run(
     inputs: List[str] = typer.Argument(..., metavar="FILE", help="Files or folders."),

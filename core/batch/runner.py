@@ -36,6 +36,7 @@ class BatchOptions:
     overwrite: bool = False
     timeout: float | None = None  # seconds per file
     recursive: bool = False
+    threads: int | None = None  # per worker (torch, OpenMP, BLAS, numba); default: the cores / workers
 
 
 @dataclass
@@ -207,6 +208,8 @@ def make_engine(opts: BatchOptions, pipeline: Pipeline, jobs: int) -> Any:
     cores = usable_cores()
     if opts.workers is not None and opts.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {opts.workers}")
+    if opts.threads is not None and opts.threads < 1:
+        raise UsageError(f"--threads-per-worker must be at least 1, got {opts.threads}")
     if opts.timeout is not None and opts.timeout <= 0:
         raise UsageError(f"--timeout-per-file must be positive, got {opts.timeout:g}")
     if opts.engine == "ray":
@@ -215,11 +218,11 @@ def make_engine(opts: BatchOptions, pipeline: Pipeline, jobs: int) -> Any:
         except ImportError:
             raise UsageError("--engine ray needs Ray: pip install 'facet3d[ray]'") from None
         workers = opts.workers
-        threads = max(1, cores // (workers or cores)) if not opts.address else 1
+        threads = opts.threads or (max(1, cores // (workers or cores)) if not opts.address else 1)
         memory = available_memory() // (workers or cores) if not opts.address else None
         return RayEngine(workers, threads, opts.timeout, opts.address, _resources(pipeline), memory)
     workers = min(opts.workers or cores, max(jobs, 1))
-    return LocalEngine(workers, max(1, cores // workers), opts.timeout, available_memory() // workers)
+    return LocalEngine(workers, opts.threads or max(1, cores // workers), opts.timeout, available_memory() // workers)
 
 
 class Journal:

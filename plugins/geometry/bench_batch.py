@@ -1,7 +1,8 @@
 """`facet3d bench batch`: the batch engine's throughput and per-file overhead.
 
 Throughput: a CPU-bound pipeline (normals + Poisson mesh) over `files` small clouds, on the local
-engine with 1 and 2 workers and on a running local Ray instance with 2 workers; the baseline is the
+engine with 1 and 2 workers (and 1 worker held to 1 thread, to separate process scaling from the
+threads a lone worker gets) and on a running local Ray instance with 2 workers; the baseline is the
 local engine with 1 worker. Overhead: a trivial pipeline (read + write a tiny cloud) on the local
 engine with 1 worker against the same reads and writes in a plain loop in this process.
 """
@@ -34,11 +35,11 @@ def _clouds(folder: Path, files: int, points: int) -> None:
 FAILURES: list[str] = []  # files that failed in a timed run (the engine goes on; the bench says so)
 
 
-def _run(pipeline, inputs: Path, out: Path, engine: str, workers: int) -> float:
+def _run(pipeline, inputs: Path, out: Path, engine: str, workers: int, threads: int | None = None) -> float:
     from facet3d.core.batch import BatchOptions, plan_batch, run_batch
 
     shutil.rmtree(out, ignore_errors=True)
-    opts = BatchOptions(out_dir=out, engine=engine, workers=workers)
+    opts = BatchOptions(out_dir=out, engine=engine, workers=workers, threads=threads)
     t0 = time.perf_counter()
     result = run_batch(plan_batch(pipeline, [str(inputs)], opts), opts)
     elapsed = time.perf_counter() - t0
@@ -48,7 +49,7 @@ def _run(pipeline, inputs: Path, out: Path, engine: str, workers: int) -> float:
 
 
 def run(repeats: int = 3, device: str = "cpu", files: int = 200, points: int = 2000, depth: int = 6,
-        ray: int = 1) -> BenchResult:
+        ray: int = 1, threads1: int = 1) -> BenchResult:
     from facet3d.core.pipeline import Pipeline, parse_step
 
     heavy = Pipeline([parse_step("normals:k=20"), parse_step(f"mesh:method=poisson,depth={depth}")])
@@ -62,6 +63,9 @@ def run(repeats: int = 3, device: str = "cpu", files: int = 200, points: int = 2
         for workers in (1, 2):
             timings.append(Timing(f"local x{workers}", time_repeats(lambda: _run(heavy, inputs, out, "local", workers),
                                                                     repeats, warmup=0)))
+        if threads1:  # process scaling alone: one worker held to one thread, as each of two workers is
+            timings.append(Timing("local x1 (1 thread)", time_repeats(lambda: _run(heavy, inputs, out, "local", 1, 1),
+                                                                       repeats, warmup=0)))
         if ray:
             timings.append(_ray_timing(heavy, inputs, out, repeats, notes))
         notes.append(_overhead(trivial, inputs, out, repeats))
@@ -71,7 +75,11 @@ def run(repeats: int = 3, device: str = "cpu", files: int = 200, points: int = 2
     FAILURES.clear()
     res = BenchResult("batch", "local x1", timings, params={"files": files, "points": points, "pipeline": "normals + mesh:poisson",
                                                              "depth": depth}, notes=notes)
-    notes.append(f"2 workers / 1 worker (local): {res.ratio('local x2'):.2f}x (goal >= 1.7x)")
+    notes.append(f"2 workers / 1 worker (local, default threads: the one worker uses both cores): "
+                 f"{res.ratio('local x2'):.2f}x (goal >= 1.7x)")
+    if threads1:
+        one = next(t for t in timings if t.name == "local x1 (1 thread)").median
+        notes.append(f"2 workers / 1 worker, one thread per worker in both: {one / res.timings[1].median:.2f}x")
     if ray:
         ray_x2 = next(t for t in timings if t.name == "ray x2").median
         local_x2 = next(t for t in timings if t.name == "local x2").median
