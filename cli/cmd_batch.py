@@ -98,7 +98,7 @@ def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
 
 
 def batch(
-    items: List[str] = typer.Argument(None, metavar="[PIPELINE] [INPUT]...", help="A pipeline file (YAML/JSON) unless -s is given; further arguments are inputs."),
+    items: List[str] = typer.Argument(None, metavar="PIPELINE|INPUT", help="A pipeline file (YAML/JSON) unless -s is given; further arguments are inputs."),
     step: List[str] = typer.Option([], "--step", "-s", metavar="STEP", help="A step, 'name' or 'name:key=value,...'; repeat in order (see 'facet3d pipeline steps')."),
     inputs: List[str] = typer.Option([], "--inputs", "-i", metavar="DIR|GLOB", help="Input files, folders or glob patterns (quote them: 'scans/**/*.ply'); repeatable."),
     out_dir: Path = typer.Option(..., "--out", "-o", metavar="DIR", help="Output folder (report.json, results.jsonl, one output per input)."),
