@@ -52,6 +52,10 @@ def init_worker(threads: int, quiet_stdout: bool = True, memory_limit: int | Non
         os.dup2(devnull, 1)
         if os.environ.get("FACET3D_DEBUG") != "1":
             os.dup2(devnull, 2)
+        else:  # --debug: a worker that crashes in native code prints where (Python frames) first
+            import faulthandler
+
+            faulthandler.enable()
         os.close(devnull)
 
 

@@ -41,7 +41,7 @@ def mesh_poisson(repeats: int = 3, device: str = "cpu", n: int = 100_000, depth:
         pcd.normals = o3d.utility.Vector3dVector(nrm)
         with quiet_open3d():
             mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(pcd, depth=depth, width=0, scale=1.1,
-                                                                                    linear_fit=False)
+                                                                                    linear_fit=False, n_threads=1)
         dens = np.asarray(dens)
         mesh.remove_vertices_by_mask(dens < np.quantile(dens, trim))
         return mesh

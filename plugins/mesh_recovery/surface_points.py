@@ -201,9 +201,12 @@ def poisson(pcd, opts: PointsToMesh, spacing: float, points: np.ndarray) -> Any:
 
     from facet3d.core.ops.neighbors import knn_points
 
+    # n_threads=1: PoissonRecon's threaded path segfaults now and then, more often on a busy machine
+    # (isl-org/Open3D#6828, #7229; about 1 file in 200 in a 2-worker batch here) and is not
+    # deterministic (#2117). One thread costs ~1.4x on a 300k-point depth-9 cloud; a crash costs the job.
     with quiet_open3d():
         mesh, dens = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(
-            pcd, depth=opts.depth, width=opts.width, scale=opts.scale, linear_fit=opts.linear_fit)
+            pcd, depth=opts.depth, width=opts.width, scale=opts.scale, linear_fit=opts.linear_fit, n_threads=1)
     dens = np.asarray(dens)
     opts.info["poisson_triangles"] = len(mesh.triangles)
     if opts.watertight:
