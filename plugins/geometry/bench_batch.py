@@ -49,7 +49,7 @@ def _run(pipeline, inputs: Path, out: Path, engine: str, workers: int, threads: 
 
 
 def run(repeats: int = 3, device: str = "cpu", files: int = 200, points: int = 2000, depth: int = 6,
-        ray: int = 1, threads1: int = 1) -> BenchResult:
+        ray: int = 1, threads1: int = 1, ceiling: int = 1) -> BenchResult:
     from facet3d.core.pipeline import Pipeline, parse_step
 
     heavy = Pipeline([parse_step("normals:k=20"), parse_step(f"mesh:method=poisson,depth={depth}")])
@@ -69,6 +69,8 @@ def run(repeats: int = 3, device: str = "cpu", files: int = 200, points: int = 2
         if ray:
             timings.append(_ray_timing(heavy, inputs, out, repeats, notes))
         notes.append(_overhead(trivial, inputs, out, repeats))
+        if ceiling:
+            notes.append(_machine_ceiling(inputs, depth, min(files, 30)))
     for t in timings:
         notes.append(f"{t.name}: {files / t.median:.1f} files/s")
     notes.extend(f"failed (reported by the engine, batch went on): {f}" for f in FAILURES)
@@ -132,3 +134,39 @@ def _overhead(pipeline, inputs: Path, out: Path, repeats: int) -> str:
     per_file = (engine - inline) / len(files) * 1e3
     return (f"engine overhead on a trivial step (read + write, local x1, pool start-up included): "
             f"{per_file:.1f} ms per file ({engine:.2f} s vs {inline:.2f} s in-process for {len(files)} files; goal < 20 ms)")
+
+
+_LOOP = """
+import sys, time
+from facet3d.core.io.api import read
+from facet3d.core.pipeline import parse_step, run_steps
+steps = [parse_step("normals:k=20"), parse_step("mesh:method=poisson,depth=%d")]
+files = sys.argv[1:]
+run_steps(read(files[0]), steps)  # imports and first-call compiles out of the timing
+t = time.perf_counter()
+for f in files:
+    run_steps(read(f), steps)
+print(time.perf_counter() - t)
+"""
+
+
+def _machine_ceiling(inputs: Path, depth: int, n: int) -> str:
+    """How much faster two plain processes (no engine, one thread each) get through the same work
+    than one: the most any engine can scale this pipeline on this machine."""
+    import os
+    import subprocess
+    import sys
+
+    files = [str(f) for f in sorted(inputs.glob("*.ply"))[: 2 * (n // 2)]]
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    code = _LOOP % depth
+
+    def start(chunk: list[str]) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", code, *chunk], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+
+    one = float(start(files).communicate()[0])
+    pair = [start(files[: len(files) // 2]), start(files[len(files) // 2:])]
+    two = max(float(p.communicate()[0]) for p in pair)
+    return (f"this machine's ceiling for the pipeline: two plain processes (no engine) finish {len(files)} files "
+            f"{one / two:.2f}x faster than one ({two:.1f} s vs {one:.1f} s)")

@@ -357,7 +357,7 @@ def test_bench_batch_runs_small():
     """`facet3d bench batch` on a few files: timings for 1 and 2 local workers, overhead noted."""
     from facet3d.plugins.geometry.bench_batch import run
 
-    res = run(repeats=1, files=4, points=500, depth=5, ray=0, threads1=0)
+    res = run(repeats=1, files=4, points=500, depth=5, ray=0, threads1=0, ceiling=0)
     assert [t.name for t in res.timings] == ["local x1", "local x2"] and res.baseline == "local x1"
     assert all(t.median > 0 for t in res.timings)
     assert any("ms per file" in n for n in res.notes) and any("2 workers / 1 worker" in n for n in res.notes)
