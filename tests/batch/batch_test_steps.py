@@ -1,7 +1,8 @@
 """A test plugin for the batch engine: steps that misbehave on purpose, the way native readers do.
 
 `probe` shifts the points by `offset` (numpy only, so workers start fast) unless the file's name
-says otherwise: ``crash`` kills the worker with SIGSEGV (a segfault in a native library), ``hang``
+says otherwise: ``crash`` kills the worker with SIGSEGV (a segfault in a native library), ``killed``
+with SIGKILL (the kernel's OOM killer), ``hang``
 sleeps past any timeout, ``oom`` raises MemoryError, ``slow`` sleeps `delay` seconds first.
 Its setup appends the worker's pid to `log` (models are set up once per worker, not per file).
 Registered in tests in-process, and for CLI subprocesses through a dist-info entry point.
@@ -32,6 +33,8 @@ def probe(geom, state: dict, offset: float = 1.0, delay: float = 0.0, log: str |
     name = Path(str(geom.meta.get("path", ""))).name
     if "crash" in name:
         os.kill(os.getpid(), signal.SIGSEGV)
+    if "killed" in name:  # what the kernel's OOM killer does
+        os.kill(os.getpid(), signal.SIGKILL)
     if "hang" in name:
         time.sleep(600)
     if "oom" in name:

@@ -79,7 +79,7 @@ def inputs(tmp_path, shared_data) -> Path:
     (d / "truncated.ply").write_bytes(whole[: len(whole) // 2])
     shutil.copy(shared_data / "meshes/bad/busted.STL", d / "busted.stl")
     pts = "0 0 0\n1 0 0\n0 1 0\n"
-    for name in ("crash_me.xyz", "hang_me.xyz", "oom_me.xyz"):
+    for name in ("crash_me.xyz", "hang_me.xyz", "oom_me.xyz", "killed_me.xyz"):
         (d / name).write_text(pts)
     return d
 
@@ -105,7 +105,8 @@ def _partials(folder: Path) -> list[Path]:
 
 
 EXPECTED_ERRORS = {"garbage.ply": "not a valid", "truncated.ply": "truncated.ply",
-                   "crash_me.xyz": "SIGSEGV", "hang_me.xyz": "timed out after 4 s", "oom_me.xyz": "out of memory"}
+                   "crash_me.xyz": "SIGSEGV", "hang_me.xyz": "timed out after 4 s", "oom_me.xyz": "out of memory",
+                   "killed_me.xyz": "SIGKILL (killed: out of memory?)"}
 
 
 def test_bad_files_are_reported_and_the_batch_goes_on(tmp_path, inputs):
@@ -135,7 +136,7 @@ def test_bad_files_are_reported_and_the_batch_goes_on(tmp_path, inputs):
         assert entry["status"] == "ok", entry
         written = read(out / (Path(name).stem + ".ply"))
         np.testing.assert_allclose(written.vertices, _independent_points(inputs / name) + 0.5, rtol=0, atol=1e-6)
-    assert report["totals"] == {**report["totals"], "files": 11, "ok": 6, "failed": 5, "not_run": 0}
+    assert report["totals"] == {**report["totals"], "files": 12, "ok": 6, "failed": 6, "not_run": 0}
     assert _partials(out) == [] and not (out / JOURNAL).exists()
 
 
@@ -179,7 +180,7 @@ def _stable(report: dict) -> list[dict]:
 def test_resume_after_interrupt_runs_only_what_is_missing(tmp_path, inputs, test_steps):
     """Ctrl-C (KeyboardInterrupt in the parent) after two files: those outputs and the report are
     kept, nothing half-written; --resume runs exactly the rest; a changed parameter re-runs all."""
-    for bad in ("garbage.ply", "truncated.ply", "crash_me.xyz", "hang_me.xyz", "oom_me.xyz"):
+    for bad in ("garbage.ply", "truncated.ply", "crash_me.xyz", "hang_me.xyz", "oom_me.xyz", "killed_me.xyz"):
         (inputs / bad).unlink()
     for i in range(3):
         shutil.copy(inputs / "milk.pcd", inputs / f"slow_{i}.pcd")
@@ -249,7 +250,7 @@ def test_ctrl_c_on_the_cli_keeps_finished_outputs_and_resume_finishes(tmp_path, 
 
 
 def test_models_are_set_up_once_per_worker(tmp_path, inputs, test_steps):
-    for bad in ("garbage.ply", "truncated.ply", "crash_me.xyz", "hang_me.xyz", "oom_me.xyz"):
+    for bad in ("garbage.ply", "truncated.ply", "crash_me.xyz", "hang_me.xyz", "oom_me.xyz", "killed_me.xyz"):
         (inputs / bad).unlink()
     for i in range(5):
         shutil.copy(inputs / "milk.pcd", inputs / f"copy_{i}.pcd")
@@ -287,7 +288,7 @@ def test_rows_go_to_results_jsonl_and_match_the_classify_command(tmp_path, sampl
 def test_pipeline_file_names_formats_and_refuses_collisions(tmp_path, inputs, test_steps):
     from facet3d.core.pipeline import load_pipeline
 
-    for other in ("garbage.ply", "truncated.ply", "crash_me.xyz", "hang_me.xyz", "oom_me.xyz",
+    for other in ("garbage.ply", "truncated.ply", "crash_me.xyz", "hang_me.xyz", "oom_me.xyz", "killed_me.xyz",
                   "fuze.obj", "chair_0001.off", "busted.stl"):  # PCD stores no faces: clouds only
         (inputs / other).unlink()
     sub = inputs / "sub"
@@ -330,8 +331,8 @@ def test_local_and_ray_engines_give_identical_outputs_and_reports(tmp_path, inpu
 
     import batch_test_steps
 
-    (inputs / "hang_me.xyz").unlink()
-    (inputs / "oom_me.xyz").unlink()
+    for name in ("hang_me.xyz", "oom_me.xyz", "killed_me.xyz"):
+        (inputs / name).unlink()
     plugins = get_plugins()
     plugins.register(batch_test_steps, name="batch-test-steps")
     try:
