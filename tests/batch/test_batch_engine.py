@@ -232,7 +232,8 @@ def test_ctrl_c_on_the_cli_keeps_finished_outputs_and_resume_finishes(tmp_path, 
     args = ["batch", "-s", "probe:delay=0.5", "--inputs", str(inputs), "--workers", "1"]
     proc = _cli(*args, "--out", str(out), site=site, stdin=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(out.glob("*.ply"))) < 2:
+    journal = out / JOURNAL  # a file counts as done once the parent has recorded it, not when its output lands
+    while time.time() < deadline and (not journal.exists() or journal.read_text().count("\n") < 2):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
