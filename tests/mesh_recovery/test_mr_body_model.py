@@ -159,3 +159,30 @@ def test_refuses_a_pickle_that_would_run_code_and_files_that_are_not_models(tmp_
     (tmp_path / "junk.pkl").write_bytes(b"not a pickle at all")
     with pytest.raises(InputError, match="not a readable body model pickle"):
         read_body_model(tmp_path / "junk.pkl")
+
+
+def test_metrics_in_the_fields_definitions():
+    from scipy.spatial import procrustes
+    from scipy.spatial.transform import Rotation
+
+    from facet3d.plugins.mesh_recovery.body.metrics import mpjpe, pa_mpjpe, per_joint_errors, pve, similarity_procrustes
+
+    rng = np.random.default_rng(7)
+    gt = rng.normal(size=(24, 3)) * 0.3
+    # a similarity transform of gt: PA-MPJPE is 0, MPJPE is not
+    moved = 1.3 * gt @ Rotation.from_rotvec([0.3, -0.2, 0.5]).as_matrix().T + [0.1, 2.0, -0.4]
+    assert pa_mpjpe(moved, gt) < 1e-9 and mpjpe(moved, gt) > 10
+    # against scipy's Procrustes disparity (both standardised: the residual sum of squares agrees)
+    noisy = moved + rng.normal(scale=0.01, size=gt.shape)
+    aligned = similarity_procrustes(noisy, gt)[0]
+    _, _, disparity = procrustes(gt, noisy)
+    gc = gt - gt.mean(0)
+    np.testing.assert_allclose(((aligned - gt) ** 2).sum() / (gc ** 2).sum(), disparity, rtol=1e-9)
+    # closed forms: a constant 5 mm shift of every joint but the root
+    shifted = gt.copy()
+    shifted[1:] += [0.005, 0.0, 0.0]
+    assert mpjpe(shifted, gt) == pytest.approx(5.0 * 23 / 24)
+    np.testing.assert_allclose(per_joint_errors(shifted, gt), [0.0] + [5.0] * 23, atol=1e-9)
+    verts = rng.normal(size=(100, 3))
+    assert pve(verts + [0, 0, 0.002], verts) == pytest.approx(2.0)
+    assert pve(verts + 1.0, verts, gt + 1.0, gt) == pytest.approx(0.0, abs=1e-9)  # root-aligned
