@@ -186,3 +186,37 @@ def test_metrics_in_the_fields_definitions():
     verts = rng.normal(size=(100, 3))
     assert pve(verts + [0, 0, 0.002], verts) == pytest.approx(2.0)
     assert pve(verts + 1.0, verts, gt + 1.0, gt) == pytest.approx(0.0, abs=1e-9)  # root-aligned
+
+
+def test_body_pose_command_writes_the_posed_mesh_and_joints(tmp_path, cli):
+    import json
+
+    import trimesh
+
+    arrays = synthetic_model(seed=9)
+    model = tmp_path / "model.npz"
+    np.savez(model, **arrays)
+    rng = np.random.default_rng(4)
+    params = {"betas": rng.normal(size=10).tolist(), "global_orient": [[0.2, -0.1, 0.4]],  # smplx's [1, 3] accepted
+              "body_pose": (rng.normal(size=69) * 0.4).tolist(), "transl": [0.5, 0.0, -1.0]}
+    (tmp_path / "p.json").write_text(json.dumps(params))
+    r = cli("body", "pose", "--model", str(model), "--params", str(tmp_path / "p.json"), "--out", str(tmp_path / "b.obj"))
+    assert r.returncode == 0, r.stderr
+    mesh = trimesh.load(tmp_path / "b.obj", process=False)
+    pose = torch.as_tensor([params["global_orient"][0]] + np.reshape(params["body_pose"], (23, 3)).tolist(),
+                           dtype=torch.float64)[None]
+    verts, joints = _smplx_reference(arrays, torch.as_tensor([params["betas"]], dtype=torch.float64), pose)
+    np.testing.assert_allclose(mesh.vertices, verts[0].numpy() + params["transl"], atol=1e-6)  # model order kept
+    np.testing.assert_array_equal(mesh.faces, arrays["f"])
+    saved = json.loads((tmp_path / "b.joints.json").read_text())
+    np.testing.assert_allclose(saved["joints"], joints[0].numpy() + params["transl"], atol=1e-6)
+    assert saved["parents"] == SMPL_PARENTS
+    r = cli("body", "pose", "--model", str(model), "--rest", "--out", str(tmp_path / "rest.ply"))
+    rest = trimesh.load(tmp_path / "rest.ply", process=False)
+    np.testing.assert_allclose(rest.vertices, arrays["v_template"], atol=1e-6)
+    for args, needle in ((["--rest", "--out", str(tmp_path / "b.obj")], "exists"),
+                         (["--params", str(tmp_path / "p.json"), "--rest", "--out", str(tmp_path / "x.ply")], "exactly one"),
+                         (["--rest", "--out", str(tmp_path / "y.ply"), "--model", str(tmp_path / "p.json")], "not a readable body model")):
+        argv = ["body", "pose", *args] if "--model" in args else ["body", "pose", "--model", str(model), *args]
+        r = cli(*argv)
+        assert r.returncode != 0 and needle in r.stderr and r.stderr.count("\n") == 1, r.stderr
