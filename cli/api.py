@@ -21,7 +21,6 @@ Importing this module imports typer only (rich is created on first use; torch in
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
 
@@ -51,11 +50,12 @@ def resolve_device(device: str, flag: str = "--device") -> str:
     """``auto`` -> ``cuda`` when a GPU is present else ``cpu``; refuses CUDA without a GPU."""
     import torch
 
+    from facet3d.core.values import DEVICE, auto_device
+
     text = (device or "").strip().lower()
-    if text == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+    if not DEVICE.fullmatch(text):
         raise UsageError(f"{flag} {device!r}: expected cpu, cuda, cuda:N or auto")
+    text = auto_device(text)
     if text.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageError(f"{flag} {device}: no CUDA GPU is available")

@@ -1,4 +1,4 @@
-"""Parsing the small values users type (image sizes, axes), for the CLI and for pipeline steps alike.
+"""Parsing the small values users type (image sizes, axes, devices), for the CLI and pipeline steps alike.
 
 Each raises `UsageError` naming ``what`` (a flag such as ``--size``, or ``render: size``).
 """
@@ -9,7 +9,9 @@ import re
 
 from facet3d.core.errors import UsageError
 
-__all__ = ["parse_size", "parse_axis"]
+__all__ = ["parse_size", "parse_axis", "check_device", "auto_device"]
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def parse_size(text: str, what: str = "--size") -> tuple[int, int]:
@@ -28,3 +30,21 @@ def parse_axis(text: str, what: str = "--up") -> tuple[float, float, float]:
     axis = [0.0, 0.0, 0.0]
     axis["xyz".index(m.group(2))] = -1.0 if m.group(1) == "-" else 1.0
     return axis[0], axis[1], axis[2]
+
+
+def check_device(device: str, what: str = "device") -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (lower-cased), else a UsageError; imports no torch."""
+    text = str(device or "").strip().lower()
+    if not DEVICE.fullmatch(text):
+        raise UsageError(f"{what} must be auto, cpu, cuda or cuda:N, got '{device}'")
+    return text
+
+
+def auto_device(device: str) -> str:
+    """A checked device string with ``auto`` made ``cuda`` when a GPU is present, else ``cpu``."""
+    text = check_device(device)
+    if text != "auto":
+        return text
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

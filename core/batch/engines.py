@@ -86,7 +86,7 @@ class LocalEngine:
                     try:
                         outcome = fut.result()
                     except FutureTimeout:
-                        outcome = failed(f"timed out after {self.timeout:g} s (the worker was stopped)", self.timeout or 0.0)
+                        outcome = timed_out(self.timeout or 0.0)
                     except ProcessExpired as exc:
                         outcome = failed(signal_reason(exc.exitcode))
                     except Exception as exc:  # noqa: BLE001 -- e.g. a result that would not pickle
@@ -98,6 +98,28 @@ class LocalEngine:
             raise
         finally:
             pool.join()
+
+
+def connect_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """``ray.init`` quietly: to the cluster at ``address``, or a local instance of ``num_cpus`` that
+    imports what this process imports (plugins on sys.path included), as the local engine's workers
+    do; cluster nodes need facet3d and the plugins installed."""
+    import logging
+    import sys
+
+    import ray
+
+    kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+                                  configure_logging=True)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        path = os.pathsep.join(p for p in sys.path if p)
+        ray.init(num_cpus=num_cpus, runtime_env={"env_vars": {"PYTHONPATH": path}}, **kwargs)
+
+
+def timed_out(timeout: float) -> dict:
+    return failed(f"timed out after {timeout:g} s (the worker was stopped)", timeout)
 
 
 class RayEngine:
@@ -118,23 +140,11 @@ class RayEngine:
 
     def _init(self) -> bool:
         """Connect (or start a local instance); True when this call started it."""
-        import logging
-
         import ray
 
         if ray.is_initialized():
             return False
-        kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                                      configure_logging=True)
-        if self.address:
-            ray.init(address=self.address, **kwargs)
-        else:
-            # a local instance imports what this process imports (plugins on sys.path included),
-            # as the local engine's workers do; cluster nodes need facet3d and plugins installed
-            import sys
-
-            path = os.pathsep.join(p for p in sys.path if p)
-            ray.init(num_cpus=self.workers or usable_cores(), runtime_env={"env_vars": {"PYTHONPATH": path}}, **kwargs)
+        connect_ray(self.address, self.workers or usable_cores())
         return True
 
     def run(self, jobs: Sequence[Job], payload: dict, on_done: OnDone) -> None:
@@ -177,8 +187,7 @@ class RayEngine:
                         if now - t0 > self.timeout:
                             ray.cancel(ref, force=True)
                             running.pop(ref)
-                            on_done(job.index, failed(f"timed out after {self.timeout:g} s (the worker was stopped)",
-                                                      self.timeout))
+                            on_done(job.index, timed_out(self.timeout))
         except BaseException:
             for ref in running:
                 ray.cancel(ref, force=True)

@@ -62,17 +62,6 @@ def expand_patterns(patterns: Iterable[str]) -> list[str]:
     return out
 
 
-def _output_path(src: Path, roots: list[Path], out_dir: Path, name: str, ext: str) -> Path:
-    stem = src.name if src.is_dir() else src.stem
-    for root in sorted(roots, key=lambda r: -len(r.parts)):  # the deepest folder given wins
-        try:
-            rel = src.relative_to(root)
-        except ValueError:
-            continue
-        return out_dir / rel.parent / (name.format(stem=stem) + ext)
-    return out_dir / (name.format(stem=stem) + ext)
-
-
 def _fingerprint_input(path: Path) -> list[int]:
     """[bytes, newest mtime in ns] of a file, or of every file under a folder (scene inputs)."""
     if path.is_dir():
@@ -108,7 +97,7 @@ def plan_batch(pipeline: Pipeline, patterns: list[str], opts: BatchOptions) -> B
     """Every input's output, checked before any file is touched; with ``resume``, the inputs whose
     report entry matches (same pipeline, same input file, output present) are left out."""
     from facet3d.core.io.api import output_format
-    from facet3d.core.io.outputs import same_file
+    from facet3d.core.io.outputs import plan_outputs
 
     if opts.engine not in ENGINES:
         raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got '{opts.engine}'")
@@ -123,21 +112,11 @@ def plan_batch(pipeline: Pipeline, patterns: list[str], opts: BatchOptions) -> B
     files, roots, listing = _inputs(pipeline, patterns, out_dir, opts.recursive)
     if not files:
         raise UsageError("no input files")
-    jobs: list[Job] = []
-    claimed: dict[Path, Path] = {}
-    for i, src in enumerate(files):
-        dst = None
-        if gives != "row":
-            target = _output_path(src, roots, out_dir, pipeline.output.name, ext)
-            key = Path(os.path.realpath(target))
-            if key in claimed:
-                raise UsageError(f"{claimed[key]} and {src} would both be written to {target}: use "
-                                 "different output names ('name' in the pipeline file) or output folders")
-            claimed[key] = src
-            if target.exists() and same_file(src, target):
-                raise UsageError(f"{target} is an input: writing {src} there would replace it (use another --out)")
-            dst = str(target)
-        jobs.append(Job(i, str(src), dst))
+    if gives == "row":  # rows go to results.jsonl: no output per input
+        jobs = [Job(i, str(src), None) for i, src in enumerate(files)]
+    else:
+        planned = plan_outputs(files, out_dir, ext, roots, name=pipeline.output.name).jobs
+        jobs = [Job(i, str(src), str(dst)) for i, (src, dst) in enumerate(planned)]
     previous = _previous_entries(out_dir) if out_dir.exists() else {}
     if previous and not (opts.resume or opts.overwrite):
         raise UsageError(f"{out_dir} holds an earlier batch ({REPORT}): use --resume to finish it, "

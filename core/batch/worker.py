@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 _STATES: dict[tuple[str, int], Any] = {}  # (pipeline fingerprint, step index) -> what setup returned
-SETUP_CALLS = {"n": 0}  # for tests and the bench: how often this process set a step up
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
@@ -77,7 +76,6 @@ def _state(payload: dict[str, Any], index: int) -> Any:
         from facet3d.core.specs import resolve
 
         step = payload["steps"][index]
-        SETUP_CALLS["n"] += 1
         _STATES[key] = resolve(step["setup"])(**step["params"])
     return _STATES[key]
 

@@ -35,15 +35,17 @@ class OutputPlan:
     skipped: list[tuple[Path, Path]] = field(default_factory=list)
 
 
-def _relative_output(path: Path, roots: list[Path], out_dir: Path, ext: str) -> Path:
-    """Output of input `path`: its place under the folder it came from, mirrored under `out_dir`."""
+def _relative_output(path: Path, roots: list[Path], out_dir: Path, ext: str, name: str = "{stem}") -> Path:
+    """Output of input `path`: its place under the folder it came from, mirrored under `out_dir`,
+    named by the template ``name`` over the input's stem (a folder input's whole name)."""
+    file_name = name.format(stem=path.name if path.is_dir() else path.stem) + ext
     for root in roots:
         try:
             rel = path.relative_to(root)
         except ValueError:
             continue
-        return out_dir / rel.parent / (path.stem + ext)
-    return out_dir / (path.stem + ext)
+        return out_dir / rel.parent / file_name
+    return out_dir / file_name
 
 
 def _key(p: Path) -> Path:
@@ -51,8 +53,10 @@ def _key(p: Path) -> Path:
 
 
 def plan_outputs(files: Iterable[Path], out_dir: Path, ext: str, roots: Iterable[Path] = (),
-                 overwrite: bool = False, no_clobber: bool = False) -> OutputPlan:
+                 overwrite: bool = False, no_clobber: bool = False, name: str = "{stem}") -> OutputPlan:
     """Output path per input file, in ``out_dir`` with extension ``ext`` (e.g. ``".ply"``).
+
+    name: the output's name without extension, a template over the input's ``{stem}``.
 
     roots: the folders the user named; files found inside keep their sub-folder under ``out_dir``.
     Refuses (UsageError) an output that is one of the inputs unless ``overwrite``, and two inputs
@@ -65,7 +69,7 @@ def plan_outputs(files: Iterable[Path], out_dir: Path, ext: str, roots: Iterable
     claimed: dict[Path, Path] = {}
     inputs = {_key(f) for f in files}
     for f in files:
-        target = _relative_output(f, roots, out_dir, ext)
+        target = _relative_output(f, roots, out_dir, ext, name)
         key = _key(target)
         if key in claimed:
             raise UsageError(f"{claimed[key]} and {f} would both be written to {target}: convert them "

@@ -9,25 +9,16 @@ step writes into a temporary folder that the engine renames into place). `check`
 from __future__ import annotations
 
 import math
-import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
 from facet3d.core.errors import UsageError
+from facet3d.core.values import auto_device, check_device
 
 __all__ = ["check_lift", "lift"]
 
 _DEPTHS = ("auto", "lidar", "maps", "none")
-
-
-def _device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; ``cpu``, ``cuda``, ``cuda:N`` as they are."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def check_lift(layout: str = "auto", grid: Sequence[float] | None = None, voxel: float | None = None,
@@ -52,8 +43,7 @@ def check_lift(layout: str = "auto", grid: Sequence[float] | None = None, voxel:
         raise UsageError(f"lift: max_size must be at least 8, got {max_size}")
     if depth not in _DEPTHS and not Path(depth).is_dir():
         raise UsageError(f"lift: depth '{depth}': expected {', '.join(_DEPTHS)} or a folder of depth maps")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(device)):
-        raise UsageError(f"lift: device '{device}': expected auto, cpu, cuda or cuda:N")
+    check_device(device, "lift: device")
 
 
 def lift(scene: Path, out_dir: Path, layout: str = "auto", grid: Sequence[float] | None = None,
@@ -68,7 +58,7 @@ def lift(scene: Path, out_dir: Path, layout: str = "auto", grid: Sequence[float]
     sc = load_scene(scene, layout)
     for w in sc.meta.get("warnings", []):
         warnings.warn(w, Facet3DWarning, stacklevel=2)
-    opts = LiftOptions(depth=depth, max_size=max_size, device=_device(device))
+    opts = LiftOptions(depth=depth, max_size=max_size, device=auto_device(device))
     the_grid = None
     if at is None:
         the_grid = make_grid(*default_grid(sc, None if grid is None else [float(v) for v in grid], voxel))

@@ -10,22 +10,13 @@ that the engine renames into place. `check_reconstruct` imports no torch.
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 from facet3d.core.errors import UsageError
+from facet3d.core.values import auto_device, check_device
 
 __all__ = ["check_reconstruct", "setup_reconstruct", "reconstruct"]
-
-
-def _device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; ``cpu``, ``cuda``, ``cuda:N`` as they are."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def check_reconstruct(ckpt: str, merge: float = 0.9, preprocess: str = "crop", conf_percentile: float = 50.0,
@@ -40,15 +31,14 @@ def check_reconstruct(ckpt: str, merge: float = 0.9, preprocess: str = "crop", c
         raise UsageError(f"reconstruct: preprocess '{preprocess}': expected crop or pad")
     if conf_percentile is None or not (math.isfinite(conf_percentile) and 0.0 <= conf_percentile <= 100.0):
         raise UsageError(f"reconstruct: conf_percentile {conf_percentile}: expected a value in [0, 100]")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(device)):
-        raise UsageError(f"reconstruct: device '{device}': expected auto, cpu, cuda or cuda:N")
+    check_device(device, "reconstruct: device")
 
 
 def setup_reconstruct(ckpt: str, config: str | None = None, device: str = "cpu", **_: Any) -> Any:
     """Once per worker: the VGGT of ``ckpt`` on ``device``."""
     from facet3d.plugins.fastvggt.reconstruct import load_reconstruction_model
 
-    return load_reconstruction_model(ckpt, config, device=_device(device))
+    return load_reconstruction_model(ckpt, config, device=auto_device(device))
 
 
 def reconstruct(photos: Path, out_dir: Path, ckpt: str, merge: float = 0.9, preprocess: str = "crop",
@@ -66,7 +56,7 @@ def reconstruct(photos: Path, out_dir: Path, ckpt: str, merge: float = 0.9, prep
     files = expand_image_inputs([photos])
     out = Path(out_dir)
     summary = run(files, ckpt, out, config=config, merge=merge, preprocess=preprocess, conf_percentile=conf_percentile,
-                  device=_device(device), model=state)
+                  device=auto_device(device), model=state)
     del summary["out"]
     summary["written"] = [Path(p).relative_to(out).as_posix() for p in summary["written"]]
     return summary

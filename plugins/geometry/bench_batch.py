@@ -91,19 +91,15 @@ def run(repeats: int = 3, device: str = "cpu", files: int = 200, points: int = 2
 
 def _ray_timing(pipeline, inputs: Path, out: Path, repeats: int, notes: list[str]) -> Timing:
     """Ray with 2 workers on an instance started once (as a cluster is); its start-up is noted."""
-    import logging
-
     try:
         import ray
     except ImportError:
         notes.append("ray is not installed: pip install 'facet3d[ray]'")
         return Timing("ray x2", [float("nan")])
-    import os
-    import sys
+    from facet3d.core.batch.engines import connect_ray
 
     t0 = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}})
+    connect_ray(num_cpus=2)
     started = time.perf_counter() - t0
     try:
         seconds = time_repeats(lambda: _run(pipeline, inputs, out, "ray", 2), repeats, warmup=1)

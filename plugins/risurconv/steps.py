@@ -10,35 +10,27 @@ from typing import Any
 
 from facet3d.core.errors import UsageError
 from facet3d.core.io.record import Geometry
+from facet3d.core.values import auto_device, check_device
 
 
 def check_ckpt(ckpt: str, device: str = "auto", **_: Any) -> None:
     if not Path(ckpt).is_file():
         raise UsageError(f"checkpoint {ckpt} does not exist")
-    if device not in ("auto", "cpu") and not device.startswith("cuda"):
-        raise UsageError(f"device must be auto, cpu or cuda[:N], got '{device}'")
+    check_device(device)
 
 
 def setup_classifier(ckpt: str, device: str = "auto", **_: Any) -> tuple[Any, dict]:
     from .checkpoint import load_for_task
 
     model, meta = load_for_task(ckpt, "classification")
-    return model.to(_device(device)), meta
+    return model.to(auto_device(device)), meta
 
 
 def setup_segmenter(ckpt: str, device: str = "auto", **_: Any) -> tuple[Any, dict]:
     from .checkpoint import load_for_task
 
     model, meta = load_for_task(ckpt, "segmentation")
-    return model.to(_device(device)), meta
-
-
-def _device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return model.to(auto_device(device)), meta
 
 
 def classify(geom: Geometry, state: tuple[Any, dict], ckpt: str, top_k: int = 3, num_points: int | None = None,
