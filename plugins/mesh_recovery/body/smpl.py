@@ -3,28 +3,27 @@ translation -> vertices, joints), with the smplx argument names."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-
-from facet3d.core.errors import UsageError
+from torch import Tensor
 
 from .lbs import lbs
 from .model_files import BodyModelData, read_body_model
+from .models import BodyModel, BodyOutput
 
-__all__ = ["BodyOutput", "SMPLBody"]
-
-
-@dataclass
-class BodyOutput:
-    vertices: Tensor  # [B, V, 3]
-    joints: Tensor  # [B, J, 3]
+__all__ = ["BodyOutput", "SMPLBody", "SMPL_JOINT_NAMES"]
 
 
-class SMPLBody(nn.Module):
+# SMPL's 24 joints, in the order of the official files (used when a file has 24 joints)
+SMPL_JOINT_NAMES = ["pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
+                    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
+                    "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+                    "left_wrist", "right_wrist", "left_hand", "right_hand"]
+
+
+class SMPLBody(BodyModel):
     """Linear-blend-skinned body from `BodyModelData` (buffers follow ``.to(device, dtype)``).
 
     forward(betas [B, S], global_orient [B, 3], body_pose [B, 3(J-1)], transl [B, 3]) -> `BodyOutput`;
@@ -42,36 +41,27 @@ class SMPLBody(nn.Module):
         self.register_buffer("parents", torch.as_tensor(data.parents, dtype=torch.long))
         self.register_buffer("faces", torch.as_tensor(data.faces, dtype=torch.long))
         self.source = data.source
+        self.name = Path(data.source).name if data.source else "smpl"
+        J = int(self.parents.shape[0])
+        self.joint_names = SMPL_JOINT_NAMES if J == 24 else [f"joint{j:02d}" for j in range(J)]
 
     @classmethod
     def from_file(cls, path: str | Path, dtype: torch.dtype = torch.float32) -> "SMPLBody":
         return cls(read_body_model(path), dtype)
 
     @property
-    def num_joints(self) -> int:
-        return int(self.parents.shape[0])
-
-    @property
     def num_betas(self) -> int:
         return int(self.shapedirs.shape[2])
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.v_template.dtype
+
     def forward(self, betas: Tensor | None = None, global_orient: Tensor | None = None,
                 body_pose: Tensor | None = None, transl: Tensor | None = None) -> BodyOutput:
-        given = [x for x in (betas, global_orient, body_pose, transl) if x is not None]
-        bsz = given[0].shape[0] if given else 1
-        like = dict(dtype=self.v_template.dtype, device=self.v_template.device)
-        betas = torch.zeros(bsz, self.num_betas, **like) if betas is None else betas
-        if betas.shape[-1] > self.num_betas:
-            raise UsageError(f"{betas.shape[-1]} shape parameters given; the model has {self.num_betas}")
-        global_orient = torch.zeros(bsz, 3, **like) if global_orient is None else global_orient
-        body_pose = torch.zeros(bsz, 3 * (self.num_joints - 1), **like) if body_pose is None else body_pose
-        if body_pose.shape[-1] != 3 * (self.num_joints - 1):
-            raise UsageError(f"body_pose needs {3 * (self.num_joints - 1)} values (3 per joint after the root), "
-                             f"got {body_pose.shape[-1]}")
+        betas, global_orient, body_pose, transl = self.complete(betas, global_orient, body_pose, transl)
+        bsz = betas.shape[0]
         pose = torch.cat([global_orient.reshape(bsz, 1, 3), body_pose.reshape(bsz, -1, 3)], 1)
         verts, joints = lbs(betas, pose, self.v_template, self.shapedirs, self.posedirs, self.J_regressor,
                             self.parents, self.lbs_weights)
-        if transl is not None:
-            verts = verts + transl[:, None]
-            joints = joints + transl[:, None]
-        return BodyOutput(verts, joints)
+        return BodyOutput(verts + transl[:, None], joints + transl[:, None])
