@@ -35,16 +35,29 @@ def facet3d_pipeline_steps() -> list[PipelineStep]:
                           "n": (int, 100_000, "points sampled on each surface"), "seed": (int, 0, "sampling seed"),
                           "thresholds": (str, None, "F-score thresholds separated by ';' (distances or N%; default 0.5%;1%;2%)"),
                           "point_to_mesh": (bool, True, "exact point-to-triangle distances to meshes")},
-                         gives="row", check=f"{_PKG}.steps:check_compare")]
+                         gives="row", check=f"{_PKG}.steps:check_compare"),
+            PipelineStep("body-fit", "scan -> fitted human body mesh (SMPLify-style 3D fit; Anny or an SMPL-format "
+                         "model), per-vertex residual attribute", f"{_PKG}.steps:body_fit",
+                         {"model": (str, "anny", "'anny' (needs facet3d[body]) or an SMPL-format .pkl/.npz"),
+                          "iters": (int, 300, "optimisation steps"),
+                          "gender": (str, "auto", "auto, female, male or neutral (Anny's gender held)"),
+                          "units": (str, "auto", "the scan's unit: auto, m, dm, cm, mm, in, ft"),
+                          "partial": (bool, False, "one depth view, sensor at the origin"),
+                          "points": (int, 10_000, "scan points used"), "seed": (int, 0, "subset seed")},
+                         setup=f"{_PKG}.steps:setup_body_fit", check=f"{_PKG}.steps:check_body_fit")]
 
 
 @hookimpl
 def facet3d_demo_steps() -> list[DemoStep]:
     return [DemoStep("mesh-recovery", "bunny scan points -> Poisson mesh (open surface kept open) -> metrics vs the mesh",
-                     f"{_PKG}.demo:run", order=200)]
+                     f"{_PKG}.demo:run", order=200),
+            DemoStep("body-fit", "a random plausible Anny body -> 10k noisy scan points (full and one depth view) "
+                     "-> body fit -> PVE / PA-MPJPE against the truth", f"{_PKG}.demo:body", order=210)]
 
 
 @hookimpl
 def facet3d_benchmarks() -> list[Benchmark]:
     return [Benchmark("mesh-poisson", "the plugin's Poisson reconstruction (normals given, trimming) vs open3d direct, same parameters",
-                      f"{_PKG}.bench:mesh_poisson")]
+                      f"{_PKG}.bench:mesh_poisson"),
+            Benchmark("body-lbs", "body-model forward (LBS) in vertices per second, batch 1 and 64: ours vs smplx.lbs "
+                      "on an SMPL-sized model, and Anny", f"{_PKG}.bench:body_lbs")]

@@ -137,8 +137,12 @@ def compare(
                       f"{t['winding_consistent']}, boundary edges {t['boundary_edges']}, non-manifold edges {t['nonmanifold_edges']}")
 
 
+MODEL_HELP = ("Body model: 'anny' (the bundled default; pip install 'facet3d[body]') or an SMPL-format file: "
+              "the official .pkl (no chumpy needed) or an .npz with the same keys.")
+
+
 def body_pose(
-    model: Path = typer.Option(..., "--model", "-m", metavar="MODEL", help="SMPL-format body model: the official .pkl (no chumpy needed) or an .npz with the same keys."),
+    model: str = typer.Option("anny", "--model", "-m", metavar="MODEL", help=MODEL_HELP),
     params: Optional[Path] = typer.Option(None, "--params", "-p", metavar="PARAMS.json", help="betas, global_orient, body_pose (axis-angle), transl, as smplx names them."),
     out_path: Path = typer.Option(..., "--out", "-o", help="Posed mesh (.ply, .obj, .glb); the joints go to OUT.joints.json beside it."),
     rest: bool = typer.Option(False, "--rest", help="The template in its rest pose (no --params)."),
@@ -149,6 +153,7 @@ def body_pose(
 
     \b
     Examples:
+      facet3d body pose --rest --out anny.ply                     (Anny, the default model)
       facet3d body pose --model SMPL_NEUTRAL.pkl --params fit.json --out body.ply
       facet3d body pose --model model.npz --rest --out template.obj
     """
@@ -157,8 +162,8 @@ def body_pose(
     from facet3d.core.io.api import atomic_output, write
     from facet3d.core.io.record import Geometry
     from facet3d.core.errors import UsageError
+    from facet3d.plugins.mesh_recovery.body.models import load_body_model
     from facet3d.plugins.mesh_recovery.body.pose import pose_body, read_params
-    from facet3d.plugins.mesh_recovery.body.smpl import SMPLBody
 
     if rest == (params is not None):
         raise UsageError("give exactly one of --params PARAMS.json and --rest")
@@ -169,12 +174,12 @@ def body_pose(
     values = {} if rest else read_params(params)
     import torch
 
-    body = SMPLBody.from_file(model, dtype=torch.float64)  # cheap: pose in full precision
+    body = load_body_model(model, dtype=torch.float64)  # cheap: pose in full precision
     verts, joints = pose_body(body, values)
     write(out_path, Geometry(vertices=verts, faces=body.faces.numpy()))
     with atomic_output(joints_path) as tmp:
-        tmp.write_text(json.dumps({"model": str(model), "joints": joints.tolist(),
-                                   "parents": body.parents.tolist()}, indent=1) + "\n")
+        tmp.write_text(json.dumps({"model": str(model), "joint_names": list(body.joint_names),
+                                   "joints": joints.tolist(), "parents": body.parents.tolist()}, indent=1) + "\n")
     summary = {"mesh": str(out_path), "joints": str(joints_path), "vertices": int(len(verts)),
                "faces": int(len(body.faces)), "num_joints": int(len(joints))}
     if json_out:
@@ -183,9 +188,63 @@ def body_pose(
         note(f"wrote {out_path} ({len(verts)} vertices) and {joints_path} ({len(joints)} joints)")
 
 
+def body_fit(
+    scan: Path = typer.Argument(..., help="Point cloud, scan mesh or one depth view (any format facet3d reads)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Output folder: body.ply, params.json, residuals.ply, fit.png, fit.json."),
+    model: str = typer.Option("anny", "--model", "-m", metavar="MODEL", help=MODEL_HELP),
+    iters: int = typer.Option(300, "--iters", "-n", callback=positive, help="Optimisation steps (split 20/40/40 over shape, pose, fine)."),
+    gender: str = typer.Option("auto", "--gender", help="auto (fitted), female, male or neutral (Anny's gender held)."),
+    units: str = typer.Option("auto", "--units", help="The scan's unit: auto (from its size), m, dm, cm, mm, in, ft."),
+    partial: bool = typer.Option(False, "--partial", help="One depth view: only the body's side facing the sensor is matched to the scan."),
+    sensor: Optional[str] = typer.Option(None, "--sensor", metavar="X,Y,Z", help="--partial: the sensor's centre in the scan's frame and units (default 0,0,0: a depth camera's own frame)."),
+    points: int = typer.Option(10_000, "--points", callback=positive, help="Scan points used (a random subset of larger scans; meshes are sampled)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subsets."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs already in --out."),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Recover a body mesh from a scan: an SMPLify-style fit in 3D (robust scan/body distances, pose and
+    shape priors, hinged knees and elbows, coarse to fine, orientation found from the data).
+
+    \b
+    Examples:
+      facet3d body fit scan.ply --out fit/                         (Anny; metres, dm, cm, mm guessed)
+      facet3d body fit depth_view.ply --partial --out fit/         (one depth camera's view, in its frame)
+      facet3d body fit scan.obj --model SMPL_NEUTRAL.pkl --gender auto --iters 500 --out fit/ --json
+    """
+    from facet3d.core.errors import UsageError
+
+    gender = gender.lower()
+    if gender not in ("auto", "female", "male", "neutral"):
+        raise UsageError(f"--gender must be auto, female, male or neutral, got '{gender}'")
+    from facet3d.plugins.mesh_recovery.body.fit import UNITS
+
+    if units != "auto" and units not in UNITS:
+        raise UsageError(f"--units must be auto or one of {', '.join(UNITS)}, got '{units}'")
+    sensor_xyz = None
+    if sensor is not None:
+        if not partial:
+            raise UsageError("--sensor only applies with --partial")
+        sensor_xyz = parse_floats(sensor, "--sensor", 3)
+    from facet3d.plugins.mesh_recovery.body.fit_outputs import check_fit_outputs
+
+    check_fit_outputs(out_dir, overwrite)
+    from facet3d.plugins.mesh_recovery.body.api import fit_scan_file
+
+    with progress_callback("body fit") as bar:
+        summary = fit_scan_file(scan, out_dir, model=model, iters=iters, gender=gender, units=units, partial=partial,
+                                sensor=sensor_xyz, max_points=points, seed=seed, progress=bar, log=note)
+    if json_out:
+        print_json(summary)
+    else:
+        s = summary["scan_to_body_mm"]
+        note(f"fitted {model} to {scan} in {summary['seconds']:.1f} s: scan -> body median {s['median']:.1f} mm, "
+             f"p95 {s['p95']:.1f} mm; wrote {out_dir}/ (body.ply, params.json, residuals.ply, fit.png, fit.json)")
+
+
 def register(app: typer.Typer) -> None:
     app.command("mesh", help=MESH_HELP)(mesh)
     app.command("compare")(compare)
-    body = typer.Typer(help="Human body models: pose a model, (more to come: fit scans).", no_args_is_help=True)
+    body = typer.Typer(help="Human body models: pose a model, fit one to a scan.", no_args_is_help=True)
     app.add_typer(body, name="body")
     body.command("pose")(body_pose)
+    body.command("fit")(body_fit)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .lbs import lbs
+from .lbs import gemm_layout, joint_blend_shapes, lbs
 from .model_files import BodyModelData, read_body_model
 from .models import BodyModel, BodyOutput
 
@@ -21,6 +21,7 @@ SMPL_JOINT_NAMES = ["pelvis", "left_hip", "right_hip", "spine1", "left_knee", "r
                     "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
                     "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
                     "left_wrist", "right_wrist", "left_hand", "right_hand"]
+SMPL_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21]
 
 
 class SMPLBody(BodyModel):
@@ -34,10 +35,13 @@ class SMPLBody(BodyModel):
         super().__init__()
         t = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
         self.register_buffer("v_template", t(data.v_template))
-        self.register_buffer("shapedirs", t(data.shapedirs))
-        self.register_buffer("posedirs", t(data.posedirs))
+        self.register_buffer("shapedirs", gemm_layout(t(data.shapedirs)))  # [S, V * 3]
+        self.register_buffer("posedirs", gemm_layout(t(data.posedirs)))  # [9(J-1), V * 3]
         self.register_buffer("J_regressor", t(data.J_regressor))
         self.register_buffer("lbs_weights", t(data.weights))
+        j_template, j_dirs = joint_blend_shapes(t(data.J_regressor), t(data.v_template), self.shapedirs)
+        self.register_buffer("J_template", j_template)  # [J, 3]
+        self.register_buffer("J_dirs", j_dirs)  # [S, J * 3]
         self.register_buffer("parents", torch.as_tensor(data.parents, dtype=torch.long))
         self.register_buffer("faces", torch.as_tensor(data.faces, dtype=torch.long))
         self.source = data.source
@@ -51,7 +55,7 @@ class SMPLBody(BodyModel):
 
     @property
     def num_betas(self) -> int:
-        return int(self.shapedirs.shape[2])
+        return int(self.shapedirs.shape[0])
 
     @property
     def dtype(self) -> torch.dtype:
@@ -63,5 +67,5 @@ class SMPLBody(BodyModel):
         bsz = betas.shape[0]
         pose = torch.cat([global_orient.reshape(bsz, 1, 3), body_pose.reshape(bsz, -1, 3)], 1)
         verts, joints = lbs(betas, pose, self.v_template, self.shapedirs, self.posedirs, self.J_regressor,
-                            self.parents, self.lbs_weights)
+                            self.parents, self.lbs_weights, (self.J_template, self.J_dirs))
         return BodyOutput(verts + transl[:, None], joints + transl[:, None])
