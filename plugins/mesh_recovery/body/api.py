@@ -29,8 +29,8 @@ def scan_points(geom, n: int, seed: int) -> np.ndarray:
     if geom.faces is not None and len(geom.faces):
         from facet3d.core.ops.sampling import sample_mesh_surface
 
-        return sample_mesh_surface(np.asarray(geom.vertices, dtype=np.float64), geom.faces, n,
-                                   seed=seed).points.numpy()
+        return np.asarray(sample_mesh_surface(np.asarray(geom.vertices, dtype=np.float64), geom.faces, n,
+                                   seed=seed).points, dtype=np.float64)
     return np.asarray(geom.vertices, dtype=np.float64)
 
 

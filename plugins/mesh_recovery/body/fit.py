@@ -394,8 +394,10 @@ def _limb_search(params: _Params, data: _Data, sigma: float, far: float) -> list
     enough for gradients to leave it there). Scan points the body leaves unexplained (farther than
     ``far``) are grouped; each shoulder / hip is tried as it is and aimed at each group's centre and
     farthest point, twisted by -60, 0 and 60 degrees, its elbow / knee at 0, 50, 100 and 140 degrees
-    (only limbs whose elbow / knee is within 0.4 m of such points); a try is kept when it lowers the energy at ``sigma``.
-    Returns the names of the moved joints."""
+    (only limbs whose elbow / knee is within 0.4 m of a group, aimed at those groups); a try is kept
+    when it lowers the energy at ``sigma``. Returns the names of the moved joints."""
+    from scipy.spatial import cKDTree
+
     from facet3d.core.ops.rotations import matrix_to_axis_angle
 
     sk = params.skeleton
@@ -408,18 +410,18 @@ def _limb_search(params: _Params, data: _Data, sigma: float, far: float) -> list
     slot = {j: i for i, j in enumerate(sk.free)}
     best_e = float(_energy(params, data, "fine", sigma)[0])
     moved = []
-    from scipy.spatial import cKDTree
-
-    near = cKDTree(np.concatenate(groups))
+    trees = [cKDTree(g) for g in groups]
     for root, hinge in sk.limbs:
         i, k = slot[root], slot[hinge]
         origin = joints[root].detach().double().cpu()
-        if near.query(joints[hinge].detach().double().cpu().numpy(), k=1)[0] > 0.4:
+        reach = joints[hinge].detach().double().cpu().numpy()
+        mine = [g for g, tr in zip(groups, trees) if tr.query(reach, k=1)[0] < 0.4]
+        if not mine:
             continue  # no unexplained points within reach of this limb
         keep = params.pose[[i, k]].clone()
         found = None
-        targets = [g.mean(0) for g in groups]
-        targets += [g[np.argmax(np.linalg.norm(g - origin.numpy(), axis=1))] for g in groups]
+        targets = [g.mean(0) for g in mine]
+        targets += [g[np.argmax(np.linalg.norm(g - origin.numpy(), axis=1))] for g in mine]
         starts = [keep[0]]  # the limb where it is, only its elbow / knee changed, or aimed at a group
         for target in targets:
             d = R.T @ (torch.as_tensor(target) - origin)  # the body's frame (the spine's turn ignored)

@@ -52,10 +52,10 @@ def read_params(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def pose_body(body: Any, params: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(vertices [V, 3], joints [J, 3]) of `SMPLBody` ``body`` posed by ``params`` (float64 numpy)."""
+    """(vertices [V, 3], joints [J, 3]) of a `BodyModel` posed by ``params`` (float64 numpy)."""
     import torch
 
-    like = dict(dtype=body.v_template.dtype, device=body.v_template.device)
+    like = dict(dtype=body.dtype, device=body.device)
     t = {k: torch.as_tensor(v, **like)[None] for k, v in params.items()}
     if "body_pose" in t and t["body_pose"].shape[1] != 3 * (body.num_joints - 1):
         raise UsageError(f"body_pose needs {3 * (body.num_joints - 1)} numbers for this model "
