@@ -40,6 +40,7 @@ STAGES = ("shape", "pose", "fine")
 MAX_STARTS = 2  # placements taken through shape and pose (more cost as much each and rarely won)
 SIGMA_START = 5.0  # the pose stage's robust scale starts at 5 sigma
 LIMB_SIGMA = 3.0  # the limb search compares energies at this many sigma
+LIMB_GAIN = 0.005  # ... and moves a limb for a clear gain only (twists of a round limb score alike)
 
 
 @dataclass
@@ -394,8 +395,8 @@ def _limb_search(params: _Params, data: _Data, sigma: float, far: float) -> list
     enough for gradients to leave it there). Scan points the body leaves unexplained (farther than
     ``far``) are grouped; each shoulder / hip is tried as it is and aimed at each group's centre and
     farthest point, twisted by -60, 0 and 60 degrees, its elbow / knee at 0, 50, 100 and 140 degrees
-    (only limbs whose elbow / knee is within 0.4 m of a group, aimed at those groups); a try is kept
-    when it lowers the energy at ``sigma``. Returns the names of the moved joints."""
+    (only limbs that reach a group from their shoulder / hip, aimed at those groups); a try is kept
+    when it lowers the energy at ``sigma`` by `LIMB_GAIN`. Returns the names of the moved joints."""
     from scipy.spatial import cKDTree
 
     from facet3d.core.ops.rotations import matrix_to_axis_angle
@@ -414,8 +415,8 @@ def _limb_search(params: _Params, data: _Data, sigma: float, far: float) -> list
     for root, hinge in sk.limbs:
         i, k = slot[root], slot[hinge]
         origin = joints[root].detach().double().cpu()
-        reach = joints[hinge].detach().double().cpu().numpy()
-        mine = [g for g, tr in zip(groups, trees) if tr.query(reach, k=1)[0] < 0.4]
+        reach = 2.0 * float((sk.rest_joints[hinge] - sk.rest_joints[root]).norm())  # about the limb's length
+        mine = [g for g, tr in zip(groups, trees) if tr.query(origin.numpy(), k=1)[0] < reach]
         if not mine:
             continue  # no unexplained points within reach of this limb
         keep = params.pose[[i, k]].clone()
@@ -438,7 +439,7 @@ def _limb_search(params: _Params, data: _Data, sigma: float, far: float) -> list
                 params.pose[i] = r
                 params.pose[k] = math.radians(flex) * sk.hinge_axis[hinge].to(params.pose)
                 e = float(_energy(params, data, "fine", sigma)[0])
-                if e < best_e - 1e-4:
+                if e < best_e - LIMB_GAIN:
                     best_e, found = e, (r.clone(), params.pose[k].clone())
         if found is None:
             params.pose[i], params.pose[k] = keep[0], keep[1]
