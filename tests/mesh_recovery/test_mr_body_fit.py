@@ -208,3 +208,21 @@ def test_makehuman_base_mesh_fits_as_a_scan(shared_data, anny32):
     assert np.median(fit.vertex_residual) < 0.015
     up = rodrigues(torch.as_tensor(fit.params["global_orient"])).numpy() @ np.array(anny32.up)
     assert up[1] > 0.95  # the base mesh is Y up
+
+
+@pytest.mark.slow
+def test_pipeline_step_writes_the_fitted_body(cli, tmp_path, anny32):
+    from facet3d.core.io.api import read, write
+    from facet3d.core.io.record import Geometry
+    from facet3d.plugins.mesh_recovery.body.scans import synthetic_scan
+    from facet3d.plugins.mesh_recovery.body.skeleton import skeleton_of
+
+    src = tmp_path / "scans"
+    src.mkdir()
+    scan = synthetic_scan(anny32, skeleton_of(anny32), seed=5, n_points=3000)
+    write(src / "a.ply", Geometry(scan.points))
+    r = cli("pipeline", "run", str(src), "-s", "body-fit:iters=20", "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    out = read(tmp_path / "out" / "a.ply")
+    assert out.vertices.shape == (13718, 3) and out.faces is not None
+    assert out.attributes["residual"].shape == (13718,)

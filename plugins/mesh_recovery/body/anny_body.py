@@ -82,6 +82,10 @@ class AnnyBody(BodyModel):
     def dtype(self) -> torch.dtype:
         return self.anny.template_vertices.dtype
 
+    def vertex_joint(self) -> Tensor:
+        w, idx = self.anny.vertex_bone_weights, self.anny.vertex_bone_indices  # [V, K] each
+        return idx.gather(1, w.argmax(1, keepdim=True))[:, 0].long()
+
     def forward(self, betas: Tensor | None = None, global_orient: Tensor | None = None,
                 body_pose: Tensor | None = None, transl: Tensor | None = None) -> BodyOutput:
         betas, global_orient, body_pose, transl = self.complete(betas, global_orient, body_pose, transl)

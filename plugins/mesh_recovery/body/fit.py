@@ -13,7 +13,7 @@ Stages (``iters`` split 20/40/40):
 Energy: data terms scan -> body (nearest vertex, point-to-plane blended with point-to-point) and body ->
 scan (every vertex; with ``partial``, only the vertices facing the sensor), each through a Geman-McClure
 robust function of scale ``sigma``; a pose prior (per-joint stiffness, hinged knees and elbows held to
-their axis and to [0, 150] degrees) and a shape prior (L2 in SMPL's Gaussian space; Anny's bounded
+their axis and to [0, 130] degrees) and a shape prior (L2 in SMPL's Gaussian space; Anny's bounded
 phenotypes through a sigmoid). Everything is in metres: `scan_units` guesses the scan's.
 """
 
@@ -40,7 +40,8 @@ STAGES = ("shape", "pose", "fine")
 MAX_STARTS = 2  # placements taken through shape and pose (more cost as much each and rarely won)
 SIGMA_START = 5.0  # the pose stage's robust scale starts at 5 sigma
 LIMB_SIGMA = 3.0  # the limb search compares energies at this many sigma
-LIMB_GAIN = 0.005  # ... and moves a limb for a clear gain only (twists of a round limb score alike)
+LIMB_SEARCH_MIN_ITERS = 100  # quick, rough fits skip the limb search (it costs a few seconds)
+LIMB_GAIN = 0.002  # ... and moves a limb for a clear gain only (twists of a round limb score alike)
 
 
 @dataclass
@@ -266,7 +267,8 @@ def fit_body(points: np.ndarray, model, options: FitOptions | None = None,
         runs.append((energy, params, optim, history))
     best = min(range(len(runs)), key=lambda k: runs[k][0])
     _, params, optim, history = runs[best]
-    moved = _limb_search(params, data, LIMB_SIGMA * opt.sigma, 3 * opt.sigma)
+    moved = (_limb_search(params, data, LIMB_SIGMA * opt.sigma, 3 * opt.sigma)
+             if opt.iters >= LIMB_SEARCH_MIN_ITERS else [])
     if moved:  # settle the moved limbs before the fine stage
         _stage(params, data, optim, "pose", n2 // 2, opt, history, ticks)
     for g in optim.param_groups:  # the fine stage refines: smaller steps, decayed to zero
@@ -389,62 +391,84 @@ def _unexplained_clusters(P: Tensor, dist: np.ndarray, far: float, min_points: i
     return sorted([g for g in groups if len(g) >= min_points], key=len, reverse=True)
 
 
-@torch.no_grad()
-def _limb_search(params: _Params, data: _Data, sigma: float, far: float) -> list[str]:
+def _refine_limb(params: _Params, data: _Data, rows: list[int], sigma: float, steps: int) -> float:
+    """``steps`` Adam steps on the rotations of pose ``rows`` only; returns the energy after them."""
+    optim = torch.optim.Adam([params.pose], lr=0.03)
+    mask = torch.zeros_like(params.pose)
+    mask[rows] = 1.0
+    for _ in range(steps):
+        optim.zero_grad(set_to_none=True)
+        e, _ = _energy(params, data, "fine", sigma)
+        e.backward()
+        params.pose.grad.mul_(mask)
+        optim.step()
+    with torch.no_grad():
+        return float(_energy(params, data, "fine", sigma)[0])
+
+
+def _limb_search(params: _Params, data: _Data, sigma: float, far: float,
+                 twists=(-120.0, -60.0, 0.0, 60.0, 120.0, 180.0), flexes=(0.0, 45.0, 90.0, 130.0),
+                 refine: int = 10, keep_best: int = 3) -> list[str]:
     """Re-seed limbs caught in a wrong place (an arm behind the torso matches the torso's points well
     enough for gradients to leave it there). Scan points the body leaves unexplained (farther than
-    ``far``) are grouped; each shoulder / hip is tried as it is and aimed at each group's centre and
-    farthest point, twisted by -60, 0 and 60 degrees, its elbow / knee at 0, 50, 100 and 140 degrees
-    (only limbs that reach a group from their shoulder / hip, aimed at those groups); a try is kept
-    when it lowers the energy at ``sigma`` by `LIMB_GAIN`. Returns the names of the moved joints."""
+    ``far``) are grouped. A shoulder / hip that reaches a group is tried as it is and aimed at the
+    nearest group's centre and farthest point, twisted in steps of 60 degrees, its elbow / knee at 0,
+    45, 90 and 130 degrees; the ``keep_best`` tries and the limb as it was each get ``refine`` steps on
+    that limb alone (a grid is coarse), and the best replaces the limb when it beats the refined original
+    by `LIMB_GAIN` at robust scale ``sigma``. Returns the names of the moved joints."""
     from scipy.spatial import cKDTree
 
     from facet3d.core.ops.rotations import matrix_to_axis_angle
 
     sk = params.skeleton
-    x, joints = params.surface()
+    with torch.no_grad():
+        x, joints = params.surface()
     dist = _tree(x).query(data.P.detach().cpu().double().numpy(), k=1)[0]
     groups = _unexplained_clusters(data.P, dist, far, max(20, len(dist) // 200))[:3]
     if not groups:
         return []
     R = params.rotation().detach().double().cpu()
     slot = {j: i for i, j in enumerate(sk.free)}
-    best_e = float(_energy(params, data, "fine", sigma)[0])
-    moved = []
     trees = [cKDTree(g) for g in groups]
+    moved = []
     for root, hinge in sk.limbs:
         i, k = slot[root], slot[hinge]
         origin = joints[root].detach().double().cpu()
         reach = 2.0 * float((sk.rest_joints[hinge] - sk.rest_joints[root]).norm())  # about the limb's length
-        mine = [g for g, tr in zip(groups, trees) if tr.query(origin.numpy(), k=1)[0] < reach]
-        if not mine:
+        gaps = [tr.query(origin.numpy(), k=1)[0] for tr in trees]
+        if min(gaps) >= reach:
             continue  # no unexplained points within reach of this limb
-        keep = params.pose[[i, k]].clone()
-        found = None
-        targets = [g.mean(0) for g in mine]
-        targets += [g[np.argmax(np.linalg.norm(g - origin.numpy(), axis=1))] for g in mine]
-        starts = [keep[0]]  # the limb where it is, only its elbow / knee changed, or aimed at a group
-        for target in targets:
-            d = R.T @ (torch.as_tensor(target) - origin)  # the body's frame (the spine's turn ignored)
-            if float(d.norm()) > 1e-6:
-                rot = torch.as_tensor(_rotation_to(sk.seg[root].numpy(), (d / d.norm()).numpy()))
-                starts.append(matrix_to_axis_angle(rot).to(params.pose))
-        seg = sk.seg[root].to(params.pose)
-        twisted = []
-        for r in starts:  # the upper limb's twist sets the plane its elbow / knee bends in
-            for twist in (-60.0, 0.0, 60.0):
-                twisted.append(matrix_to_axis_angle(rodrigues(r) @ rodrigues(math.radians(twist) * seg)))
-        for r in twisted:
-            for flex in (0.0, 50.0, 100.0, 140.0):
-                params.pose[i] = r
-                params.pose[k] = math.radians(flex) * sk.hinge_axis[hinge].to(params.pose)
-                e = float(_energy(params, data, "fine", sigma)[0])
-                if e < best_e - LIMB_GAIN:
-                    best_e, found = e, (r.clone(), params.pose[k].clone())
-        if found is None:
-            params.pose[i], params.pose[k] = keep[0], keep[1]
-        else:
-            params.pose[i], params.pose[k] = found
+        group = groups[int(np.argmin(gaps))]
+        with torch.no_grad():
+            keep = params.pose[[i, k]].clone()
+            starts = [keep[0]]  # the limb where it is (only its elbow / knee changed), or aimed at the group
+            for target in (group.mean(0), group[np.argmax(np.linalg.norm(group - origin.numpy(), axis=1))]):
+                d = R.T @ (torch.as_tensor(target) - origin)  # the body's frame (the spine's turn ignored)
+                if float(d.norm()) > 1e-6:
+                    rot = torch.as_tensor(_rotation_to(sk.seg[root].numpy(), (d / d.norm()).numpy()))
+                    starts.append(matrix_to_axis_angle(rot).to(params.pose))
+            seg = sk.seg[root].to(params.pose)
+            tries = []
+            for r in starts:  # the upper limb's twist sets the plane its elbow / knee bends in
+                for twist in twists:
+                    rt = matrix_to_axis_angle(rodrigues(r) @ rodrigues(math.radians(twist) * seg))
+                    for flex in flexes:
+                        params.pose[i] = rt
+                        params.pose[k] = math.radians(flex) * sk.hinge_axis[hinge].to(params.pose)
+                        tries.append((float(_energy(params, data, "fine", sigma)[0]), rt.clone(),
+                                      params.pose[k].clone()))
+        tries.sort(key=lambda t: t[0])
+        results = []
+        for _, r, h in [(None, keep[0], keep[1])] + tries[:keep_best]:
+            with torch.no_grad():
+                params.pose[i], params.pose[k] = r, h
+            e = _refine_limb(params, data, [i, k], sigma, refine)
+            results.append((e, params.pose[i].detach().clone(), params.pose[k].detach().clone()))
+        best = min(range(len(results)), key=lambda n: results[n][0])
+        with torch.no_grad():
+            choice = results[best] if results[best][0] < results[0][0] - LIMB_GAIN else results[0]
+            params.pose[i], params.pose[k] = choice[1], choice[2]
+        if choice is not results[0]:
             moved.append(params.model.joint_names[root])
     return moved
 

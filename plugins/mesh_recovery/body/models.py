@@ -77,6 +77,10 @@ class BodyModel(nn.Module):
         transl = zeros(3) if transl is None else transl
         return betas, global_orient, body_pose, transl
 
+    def vertex_joint(self) -> Tensor:
+        """[V] the joint that moves each vertex most (its largest skinning weight): body parts."""
+        raise NotImplementedError
+
     def describe(self) -> dict:
         return {"model": self.name, "vertices": None, "faces": int(self.faces.shape[0]),
                 "joints": self.num_joints, "betas": self.num_betas}

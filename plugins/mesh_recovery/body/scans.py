@@ -47,19 +47,48 @@ def random_body(model, skeleton: Skeleton, generator: torch.Generator) -> dict[s
             "transl": transl[None]}
 
 
+def _descendants(parents: list[int], root: int) -> set[int]:
+    out = {root}
+    for j, p in enumerate(parents):  # parents come before children
+        if p in out:
+            out.add(j)
+    return out
+
+
+def passes_through_itself(vertices: np.ndarray, model, skeleton: Skeleton, gap: float = 0.015) -> bool:
+    """Whether a forearm / hand or shank / foot comes within ``gap`` of a body part outside its own limb
+    (interpenetration, or contact that a scan cannot tell apart): such poses are not plausible samples."""
+    from scipy.spatial import cKDTree
+
+    parents = model.parents.tolist()
+    part = model.vertex_joint().cpu().numpy()
+    for root, hinge in skeleton.limbs:
+        limb = np.isin(part, sorted(_descendants(parents, root)))
+        distal = np.isin(part, sorted(_descendants(parents, hinge)))
+        if not distal.any() or limb.all():
+            continue
+        d, _ = cKDTree(vertices[~limb]).query(vertices[distal], k=1)
+        if float(d.min()) < gap:
+            return True
+    return False
+
+
 def synthetic_scan(model, skeleton: Skeleton, seed: int = 0, n_points: int = 10_000, noise: float = 0.005,
                    partial: bool = False, sensor_distance: float = 2.5, image_size=(640, 480)) -> SyntheticScan:
-    """A random plausible body (``seed``) as ``n_points`` points with Gaussian noise of ``noise`` metres
-    per axis: its whole surface, or (``partial``) what one depth sensor sees from in front of it
+    """A random plausible body (``seed``; poses whose forearms or shanks touch or pass through another
+    part are drawn again) as ``n_points`` points with Gaussian noise of ``noise`` metres per axis: its whole surface, or (``partial``) what one depth sensor sees from in front of it
     (azimuth within 60 degrees of the body's front, 2.5 m away)."""
     from facet3d.core.ops.sampling import sample_mesh_surface
 
     g = torch.Generator().manual_seed(int(seed))
-    params = random_body(model, skeleton, g)
     like = dict(dtype=model.dtype, device=model.device)
-    with torch.no_grad():
-        out = model(**{k: v.to(**like) for k, v in params.items()})
-    verts = out.vertices[0].double().cpu()
+    for _ in range(50):  # resample poses whose limbs pass through the body
+        params = random_body(model, skeleton, g)
+        with torch.no_grad():
+            out = model(**{k: v.to(**like) for k, v in params.items()})
+        verts = out.vertices[0].double().cpu()
+        if not passes_through_itself(verts.numpy(), model, skeleton):
+            break
     faces = model.faces.cpu()
     sensor = None
     if partial:

@@ -38,7 +38,9 @@ ROLES = {
 }
 CHILD = {"shoulder": "elbow", "elbow": "wrist", "hip": "knee", "knee": "ankle"}
 HINGES = {"knee": "back", "elbow": "front"}
-HINGE_MAX = math.radians(150.0)
+# flexion beyond this is penalised (softly: the fine stage's prior is weak, so a squat's data still wins);
+# without it a forearm folded onto its upper arm hides inside it, a minimum fits fall into
+HINGE_MAX = math.radians(130.0)
 # prior stiffness per role (larger: stiffer); hinge roles weigh their flexion angle, off-axis is OFF_AXIS
 STIFFNESS = {"spine": 4.0, "neck": 3.0, "head": 2.0, "collar": 8.0, "shoulder": 0.5, "elbow": 0.05,
              "wrist": 3.0, "hip": 0.5, "knee": 0.05, "ankle": 3.0}
@@ -71,7 +73,7 @@ class Skeleton:
 
     def pose_prior(self, pose: Tensor) -> Tensor:
         """Energy of free-joint rotations pose [B, len(free), 3]: weighted L2, hinges held to their axis
-        and range [0, 150 deg]. -> [B]"""
+        and range [0, 130 deg] (softly). -> [B]"""
         w = self.stiffness(pose.dtype, pose.device)
         energy = (w * (pose * pose).sum(-1)).sum(-1)  # [B]
         for i, j in enumerate(self.free):

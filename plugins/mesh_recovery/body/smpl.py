@@ -61,6 +61,9 @@ class SMPLBody(BodyModel):
     def dtype(self) -> torch.dtype:
         return self.v_template.dtype
 
+    def vertex_joint(self) -> Tensor:
+        return self.lbs_weights.argmax(1)
+
     def forward(self, betas: Tensor | None = None, global_orient: Tensor | None = None,
                 body_pose: Tensor | None = None, transl: Tensor | None = None) -> BodyOutput:
         betas, global_orient, body_pose, transl = self.complete(betas, global_orient, body_pose, transl)
