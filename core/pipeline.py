@@ -252,7 +252,8 @@ def load_pipeline(path: str | Path) -> Pipeline:
 
 
 def run_steps(geom: Geometry, steps: list[Step]) -> Geometry:
-    """Apply geometry -> geometry steps in order (in this process)."""
+    """Apply geometry -> geometry steps in order (in this process); a step's ``setup`` runs once per
+    process for the same parameters (as in batch workers)."""
     registry = available_steps() if steps else {}
     for step in steps:
         spec = registry.get(step.name)
@@ -260,5 +261,14 @@ def run_steps(geom: Geometry, steps: list[Step]) -> Geometry:
             raise UsageError(f"unknown pipeline step '{step.name}'")
         if spec.takes != "geometry" or spec.gives != "geometry":
             raise UsageError(f"step '{step.name}' does not turn geometry into geometry: run it with 'facet3d batch'")
-        geom = resolve(spec.run)(geom, **step_kwargs(spec, step))
+        kwargs = step_kwargs(spec, step)
+        if spec.setup is not None:  # a model or the like, set up once per process for these params
+            key = (step.name, repr(sorted(kwargs.items())))
+            if key not in _SETUP_STATES:
+                _SETUP_STATES[key] = resolve(spec.setup)(**kwargs)
+            kwargs["state"] = _SETUP_STATES[key]
+        geom = resolve(spec.run)(geom, **kwargs)
     return geom
+
+
+_SETUP_STATES: dict[tuple[str, str], object] = {}  # (step, its params) -> what its setup returned

@@ -226,3 +226,38 @@ def test_pipeline_step_writes_the_fitted_body(cli, tmp_path, anny32):
     out = read(tmp_path / "out" / "a.ply")
     assert out.vertices.shape == (13718, 3) and out.faces is not None
     assert out.attributes["residual"].shape == (13718,)
+
+
+def test_gender_is_held_for_anny_and_refused_for_smpl_files(anny32, tmp_path):
+    from facet3d.plugins.mesh_recovery.body.api import held_gender
+    from facet3d.plugins.mesh_recovery.body.smpl import SMPLBody
+
+    from test_mr_body_model import synthetic_model
+
+    assert held_gender(anny32, "male") == {0: 0.5} and held_gender(anny32, "auto") == {}
+    np.savez(tmp_path / "m.npz", **synthetic_model())
+    with pytest.raises(UsageError, match="per gender"):
+        held_gender(SMPLBody.from_file(tmp_path / "m.npz"), "female")
+
+
+def test_fit_runs_on_an_smpl_format_model_and_its_params_reproduce_the_surface(tmp_path):
+    """The fit is model-agnostic: on an SMPL-format file (24 joints, SMPL's names and roles) the
+    returned transl follows SMPL's convention (global_orient turns about the root joint, not the
+    origin), so the parameters reproduce the fitted surface through the model."""
+    from facet3d.plugins.mesh_recovery.body.fit import FitOptions, fit_body
+    from facet3d.plugins.mesh_recovery.body.smpl import SMPLBody
+
+    from test_mr_body_model import synthetic_model
+
+    arrays = synthetic_model(n_verts=400)
+    arrays["v_template"] = arrays["v_template"] * [0.2, 0.8, 0.1]  # tall along y, as SMPL
+    np.savez(tmp_path / "m.npz", **arrays)
+    body = SMPLBody.from_file(tmp_path / "m.npz", dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    truth = body(betas=0.5 * torch.randn(1, 10, generator=g, dtype=torch.float64),
+                 global_orient=torch.tensor([[0.0, 0.8, 0.0]], dtype=torch.float64),
+                 transl=torch.tensor([[0.3, 0.1, -0.2]], dtype=torch.float64)).vertices[0].numpy()
+    fit = fit_body(truth, body, FitOptions(iters=40, max_points=400))
+    out = body(**{k: torch.as_tensor(v)[None] for k, v in fit.params.items()})
+    assert np.abs(out.vertices[0].numpy() - fit.vertices).max() < 1e-6
+    assert np.abs(out.joints[0, 0].numpy() - fit.joints[0]).max() < 1e-6
