@@ -5,7 +5,6 @@ round-trip through `body pose`), the pipeline step, and the MakeHuman base mesh 
 from __future__ import annotations
 
 import json
-import math
 import sys
 
 import numpy as np

@@ -36,7 +36,7 @@ from .skeleton import Skeleton, skeleton_of
 __all__ = ["FitOptions", "BodyFit", "fit_body", "scan_units", "UNITS"]
 
 UNITS = {"m": 1.0, "dm": 0.1, "cm": 0.01, "mm": 0.001, "in": 0.0254, "ft": 0.3048}
-STAGES = ("shape", "pose", "fine")
+STAGES = ("shape", "pose", "fine")  # the optimisation stages, in order (stage 0 is the ICP placement)
 MAX_STARTS = 2  # placements taken through shape and pose (more cost as much each and rarely won)
 SIGMA_START = 5.0  # the pose stage's robust scale starts at 5 sigma
 LIMB_SIGMA = 3.0  # the limb search compares energies at this many sigma
@@ -242,7 +242,8 @@ def fit_body(points: np.ndarray, model, options: FitOptions | None = None,
     sub = rng.choice(len(rest), min(1500, len(rest)), replace=False)
     scan_sub = pts[rng.choice(len(pts), min(3000, len(pts)), replace=False)]
     placements = initial_orientation(rest[sub].double().cpu().numpy(), rest_n[sub].double().cpu().numpy(),
-                               np.asarray(model.up, dtype=np.float64), scan_sub, opt.partial, sensor, opt.sigma)
+                                     np.asarray(model.up, dtype=np.float64), scan_sub, opt.partial, sensor,
+                                     opt.sigma)
     P = torch.as_tensor(pts, **like)
     from scipy.spatial import cKDTree
 
@@ -270,6 +271,7 @@ def fit_body(points: np.ndarray, model, options: FitOptions | None = None,
     moved = (_limb_search(params, data, LIMB_SIGMA * opt.sigma, 3 * opt.sigma)
              if opt.iters >= LIMB_SEARCH_MIN_ITERS else [])
     if moved:  # settle the moved limbs before the fine stage
+        ticks.total += n2 // 2
         _stage(params, data, optim, "pose", n2 // 2, opt, history, ticks)
     for g in optim.param_groups:  # the fine stage refines: smaller steps, decayed to zero
         g["lr"] *= 0.3
