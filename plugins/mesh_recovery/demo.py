@@ -59,7 +59,6 @@ def body(ctx: DemoContext) -> dict[str, Any]:
 
     from .body.fit import FitOptions, fit_body
     from .body.fit_outputs import fit_summary, write_fit
-    from .body.lbs import rodrigues
     from .body.metrics import pa_mpjpe, pve
     from .body.models import load_body_model
     from .body.scans import synthetic_scan
@@ -76,9 +75,8 @@ def body(ctx: DemoContext) -> dict[str, Any]:
         write(out / "scan.ply", Geometry(scan.points))
         fit = fit_body(scan.points, model, FitOptions(iters=iters, partial=kind == "partial",
                                                       sensor=None if scan.sensor is None else tuple(scan.sensor)))
-        R = rodrigues(torch.as_tensor(fit.params["global_orient"])).numpy()
         info = fit_summary(fit, "anny", "m", 1.0, iters, kind == "partial")
-        write_fit(fit, out, 1.0, R @ np.asarray(model.up), R @ np.asarray(model.front), info)
+        write_fit(fit, out, 1.0, model, info)
         mj = sk.main_joints
         summary[kind] = {"points": int(len(scan.points)), "pve_mm": round(pve(fit.vertices, scan.vertices), 2),
                          "pa_mpjpe_mm": round(pa_mpjpe(fit.joints[mj], scan.joints[mj]), 2),

@@ -1,11 +1,17 @@
-"""Parametric human body models for mesh recovery (SMPL format; see ../../../docs/mesh_recovery.md).
+"""Parametric human bodies for mesh recovery: models, posing, fitting scans (../../../docs/mesh_recovery.md).
 
+* `models`      - the `BodyModel` interface and `load_body_model` ("anny" or an SMPL-format path);
+* `anny_body`   - Anny (the redistributable default; optional package) behind that interface;
 * `model_files` - SMPL-format model files (.pkl through a restricted unpickler, no chumpy needed;
   .npz with the same keys) -> `BodyModelData` (numpy arrays, validated);
 * `lbs`         - linear blend skinning written from the SMPL equations (torch, batched, differentiable);
 * `smpl`        - `SMPLBody`: a torch module (shape and pose parameters, global rotation and
   translation -> vertices, joints, faces);
-* `metrics`     - MPJPE, PA-MPJPE (similarity Procrustes), PVE, per-joint errors, in millimetres.
+* `metrics`     - MPJPE, PA-MPJPE (similarity Procrustes), PVE, per-joint errors, in millimetres;
+* `skeleton`    - joint roles, hinge axes, pose priors, random plausible poses;
+* `scans`       - synthetic scans of known bodies (whole surface or one depth view);
+* `fit`         - the SMPLify-style 3D fit; `fit_outputs`, `picture` - what `body fit` writes;
+* `pose`, `api` - what the commands and the pipeline step call on files.
 
 Imported lazily: nothing here loads at plugin registration.
 """

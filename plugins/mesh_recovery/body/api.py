@@ -63,15 +63,13 @@ def fit_scan_file(scan: Path, out_dir: Path, *, model: str = "anny", iters: int 
     from facet3d.core.io.api import read
 
     from .fit_outputs import fit_summary, write_fit
-    from .lbs import rodrigues
     from .models import load_body_model
 
     geom = read(scan)
     body = load_body_model(model, dtype=torch.float32)
     fit, name, scale = fit_geometry(geom, body, iters=iters, gender=gender, units=units, partial=partial,
                                     sensor=sensor, max_points=max_points, seed=seed, progress=progress, log=log)
-    R = rodrigues(torch.as_tensor(fit.params["global_orient"])).numpy()
     summary = fit_summary(fit, body.name, name, scale, iters, partial)
     summary["scan"] = str(scan)
-    summary["outputs"] = write_fit(fit, out_dir, scale, R @ np.asarray(body.up), R @ np.asarray(body.front), summary)
+    summary["outputs"] = write_fit(fit, out_dir, scale, body, summary)
     return summary

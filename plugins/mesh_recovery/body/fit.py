@@ -36,7 +36,6 @@ from .skeleton import Skeleton, skeleton_of
 __all__ = ["FitOptions", "BodyFit", "fit_body", "scan_units", "UNITS"]
 
 UNITS = {"m": 1.0, "dm": 0.1, "cm": 0.01, "mm": 0.001, "in": 0.0254, "ft": 0.3048}
-STAGES = ("shape", "pose", "fine")  # the optimisation stages, in order (stage 0 is the ICP placement)
 MAX_STARTS = 2  # placements taken through shape and pose (more cost as much each and rarely won)
 SIGMA_START = 5.0  # the pose stage's robust scale starts at 5 sigma
 LIMB_SIGMA = 3.0  # the limb search compares energies at this many sigma
@@ -93,15 +92,15 @@ def _gmof(d2: Tensor, sigma2: float) -> Tensor:
     return d2 / (d2 + sigma2)
 
 
-def _tree(x: Tensor):
-    from scipy.spatial import cKDTree
+def _nearest(query, points):
+    """(distance [M], index [M]) of each query's nearest point (core's knn: a KD-tree on the CPU,
+    Triton on CUDA); numpy in -> numpy out, tensors are detached (indices only drive the terms)."""
+    from facet3d.core.ops.neighbors import knn_points
 
-    return cKDTree(x.detach().cpu().double().numpy())
-
-
-def _nearest(tree, q: Tensor) -> tuple[np.ndarray, np.ndarray]:
-    d, i = tree.query(q.detach().cpu().double().numpy(), k=1, workers=-1)
-    return d, i
+    if isinstance(query, Tensor):
+        query, points = query.detach(), points.detach()
+    d, i = knn_points(query, points, 1)
+    return d[:, 0], i[:, 0]
 
 
 def _vertex_normals(v: Tensor, faces: Tensor) -> Tensor:
@@ -141,9 +140,6 @@ def initial_orientation(rest: np.ndarray, rest_normals: np.ndarray, up: np.ndarr
     rest, rest_normals: [M, 3] (a subsample); scan: [N, 3]. -> the 32 results {R [3, 3], t [3], score,
     up (the data axis tried as up)}, best first
     """
-    from scipy.spatial import cKDTree
-
-    tree_s = cKDTree(scan)
     c = scan.mean(0)
     axes = np.linalg.svd(scan - c, full_matrices=False)[2]
     cut = 4 * sigma
@@ -157,9 +153,9 @@ def initial_orientation(rest: np.ndarray, rest_normals: np.ndarray, up: np.ndarr
             for _ in range(icp_iters):
                 x = rest @ R.T + t
                 nx = rest_normals @ R.T
-                d_sm, i_sm = cKDTree(x).query(scan, k=1)
+                d_sm, i_sm = _nearest(scan, x)
                 use = _facing(x, nx, sensor) if partial else np.ones(len(x), bool)
-                d_ms, i_ms = tree_s.query(x[use], k=1)
+                d_ms, i_ms = _nearest(x[use], scan)
                 tau = max(3 * np.median(np.concatenate([d_sm, d_ms])), cut)
                 a = d_sm < tau
                 b = d_ms < tau
@@ -170,8 +166,8 @@ def initial_orientation(rest: np.ndarray, rest_normals: np.ndarray, up: np.ndarr
                 R, t = _kabsch(src, dst)
             x = rest @ R.T + t
             use = _facing(x, rest_normals @ R.T, sensor) if partial else np.ones(len(x), bool)
-            score = float(np.minimum(cKDTree(x).query(scan, k=1)[0], cut).mean()
-                          + np.minimum(tree_s.query(x[use], k=1)[0], cut).mean())
+            score = float(np.minimum(_nearest(scan, x)[0], cut).mean()
+                          + np.minimum(_nearest(x[use], scan)[0], cut).mean())
             found.append({"R": R, "t": t, "score": score, "up": up_data})
     return sorted(found, key=lambda c: c["score"])
 
@@ -245,9 +241,7 @@ def fit_body(points: np.ndarray, model, options: FitOptions | None = None,
                                      np.asarray(model.up, dtype=np.float64), scan_sub, opt.partial, sensor,
                                      opt.sigma)
     P = torch.as_tensor(pts, **like)
-    from scipy.spatial import cKDTree
-
-    data = _Data(P, cKDTree(pts), torch.as_tensor(sensor, **like), opt.partial, faces)
+    data = _Data(P, torch.as_tensor(sensor, **like), opt.partial, faces)
     n1 = max(1, round(0.2 * opt.iters))
     n2 = max(1, round(0.4 * opt.iters))
     n3 = opt.iters - n1 - n2
@@ -284,7 +278,6 @@ def fit_body(points: np.ndarray, model, options: FitOptions | None = None,
 @dataclass
 class _Data:
     P: Tensor  # [N, 3] scan points
-    tree: object  # their cKDTree
     sensor: Tensor  # [3]
     partial: bool
     faces: Tensor  # [F, 3] the model's
@@ -333,14 +326,13 @@ def _energy(params: _Params, data: _Data, stage: str, sigma: float) -> tuple[Ten
     prior_w = {"shape": 0.0, "pose": 2e-2, "fine": 2e-3}[stage]
     x, _ = params.surface()
     nrm = _vertex_normals(x, data.faces)
-    _, i_sm = _nearest(_tree(x), data.P)
-    i_sm = torch.as_tensor(i_sm, device=x.device)
+    _, i_sm = _nearest(data.P, x)
     diff = data.P - x[i_sm]
     d2 = p2p * (diff * diff).sum(-1) + (1 - p2p) * ((diff * nrm[i_sm]).sum(-1)) ** 2
     e_s2m = _gmof(d2, sigma2).mean()
     xs = x[_facing_t(x, nrm, data.sensor)] if data.partial else x
-    _, i_ms = _nearest(data.tree, xs)
-    dm = xs - data.P[torch.as_tensor(i_ms, device=x.device)]
+    _, i_ms = _nearest(xs, data.P)
+    dm = xs - data.P[i_ms]
     e_m2s = _gmof((dm * dm).sum(-1), sigma2).mean()
     e_pose = params.skeleton.pose_prior(params.pose[None])[0]
     model = params.model
@@ -378,15 +370,15 @@ def _stage(params: _Params, data: _Data, optim, stage: str, n: int, opt: FitOpti
 def _unexplained_clusters(P: Tensor, dist: np.ndarray, far: float, min_points: int) -> list[np.ndarray]:
     """Groups of scan points farther than ``far`` from the body (connected within ``far``), largest
     first, each of at least ``min_points``: [M_k, 3] arrays."""
+    import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
+
+    from facet3d.core.ops.neighbors import pairs_within
 
     pts = P.detach().cpu().double().numpy()[dist > far]
     if len(pts) < min_points:
         return []
-    pairs = cKDTree(pts).query_pairs(far, output_type="ndarray")
-    import scipy.sparse as sp
-
+    pairs = pairs_within(pts, far)
     graph = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(pts), len(pts)))
     n, label = connected_components(graph, directed=False)
     groups = [pts[label == k] for k in range(n)]
@@ -418,26 +410,23 @@ def _limb_search(params: _Params, data: _Data, sigma: float, far: float,
     45, 90 and 130 degrees; the ``keep_best`` tries and the limb as it was each get ``refine`` steps on
     that limb alone (a grid is coarse), and the best replaces the limb when it beats the refined original
     by `LIMB_GAIN` at robust scale ``sigma``. Returns the names of the moved joints."""
-    from scipy.spatial import cKDTree
-
     from facet3d.core.ops.rotations import matrix_to_axis_angle
 
     sk = params.skeleton
     with torch.no_grad():
         x, joints = params.surface()
-    dist = _tree(x).query(data.P.detach().cpu().double().numpy(), k=1)[0]
+    dist = _nearest(data.P, x)[0].cpu().double().numpy()
     groups = _unexplained_clusters(data.P, dist, far, max(20, len(dist) // 200))[:3]
     if not groups:
         return []
     R = params.rotation().detach().double().cpu()
     slot = {j: i for i, j in enumerate(sk.free)}
-    trees = [cKDTree(g) for g in groups]
     moved = []
     for root, hinge in sk.limbs:
         i, k = slot[root], slot[hinge]
         origin = joints[root].detach().double().cpu()
         reach = 2.0 * float((sk.rest_joints[hinge] - sk.rest_joints[root]).norm())  # about the limb's length
-        gaps = [tr.query(origin.numpy(), k=1)[0] for tr in trees]
+        gaps = [float(_nearest(origin.numpy()[None], g)[0][0]) for g in groups]
         if min(gaps) >= reach:
             continue  # no unexplained points within reach of this limb
         group = groups[int(np.argmin(gaps))]
@@ -488,8 +477,8 @@ def _result(params: _Params, model, pts, data: _Data, opt: FitOptions, history, 
     # the point global_orient turns about; SMPL: its root joint, Anny: the origin)
     posed = model(betas=betas, global_orient=go, body_pose=body_pose).vertices[0]
     transl = (x - posed).mean(0)
-    vr = data.tree.query(x.double().cpu().numpy(), k=1)[0]
-    pr = _tree(x).query(pts, k=1)[0]
+    vr = _nearest(x.double().cpu().numpy(), pts)[0]
+    pr = _nearest(pts, x.double().cpu().numpy())[0]
     np64 = lambda t: t.detach().double().cpu().numpy().reshape(-1)  # noqa: E731
     return BodyFit(
         params={"betas": np64(betas), "global_orient": np64(go), "body_pose": np64(body_pose), "transl": np64(transl)},

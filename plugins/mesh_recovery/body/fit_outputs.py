@@ -50,12 +50,19 @@ def fit_summary(fit: BodyFit, model_name: str, units: str, scale: float, iters: 
     }
 
 
-def write_fit(fit: BodyFit, out_dir: Path, scale: float, up: np.ndarray, front: np.ndarray, summary: dict) -> dict:
-    """Write `FIT_FILES` into ``out_dir`` (each through a temporary file); -> {name: path}."""
+def write_fit(fit: BodyFit, out_dir: Path, scale: float, model, summary: dict) -> dict:
+    """Write `FIT_FILES` into ``out_dir`` (each through a temporary file); -> {name: path}.
+    ``model``: the fitted `BodyModel` (its rest up / front, turned by the fit, frame the PNG)."""
+    import torch
+
     from facet3d.core.io.api import atomic_output, write
     from facet3d.core.io.record import Geometry
 
+    from .lbs import rodrigues
     from .picture import fit_picture
+
+    R = rodrigues(torch.as_tensor(fit.params["global_orient"])).numpy()
+    up, front = R @ np.asarray(model.up), R @ np.asarray(model.front)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     verts = fit.vertices / scale

@@ -81,10 +81,6 @@ class BodyModel(nn.Module):
         """[V] the joint that moves each vertex most (its largest skinning weight): body parts."""
         raise NotImplementedError
 
-    def describe(self) -> dict:
-        return {"model": self.name, "vertices": None, "faces": int(self.faces.shape[0]),
-                "joints": self.num_joints, "betas": self.num_betas}
-
 
 def load_body_model(spec: str | Path = DEFAULT_MODEL, dtype: torch.dtype = torch.float32,
                     device: str | torch.device = "cpu") -> BodyModel:

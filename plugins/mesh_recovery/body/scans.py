@@ -58,7 +58,7 @@ def _descendants(parents: list[int], root: int) -> set[int]:
 def passes_through_itself(vertices: np.ndarray, model, skeleton: Skeleton, gap: float = 0.015) -> bool:
     """Whether a forearm / hand or shank / foot comes within ``gap`` of a body part outside its own limb
     (interpenetration, or contact that a scan cannot tell apart): such poses are not plausible samples."""
-    from scipy.spatial import cKDTree
+    from facet3d.core.ops.neighbors import knn_points
 
     parents = model.parents.tolist()
     part = model.vertex_joint().cpu().numpy()
@@ -67,7 +67,7 @@ def passes_through_itself(vertices: np.ndarray, model, skeleton: Skeleton, gap: 
         distal = np.isin(part, sorted(_descendants(parents, hinge)))
         if not distal.any() or limb.all():
             continue
-        d, _ = cKDTree(vertices[~limb]).query(vertices[distal], k=1)
+        d, _ = knn_points(vertices[distal], vertices[~limb], 1)
         if float(d.min()) < gap:
             return True
     return False
