@@ -5,7 +5,10 @@ Conventions (shared with `facet3d.core.structures.cameras` and COLMAP):
 * quaternions are ``(w, x, y, z)``, scalar first, unit norm; ``q`` and ``-q`` are the same
   rotation, and the functions returning quaternions pick ``w >= 0``;
 * axis-angle vectors are ``axis * angle`` with the angle in radians;
-* matrices act on column vectors: ``x' = R @ x`` (for row-stacked points ``P @ R.T``).
+* matrices act on column vectors: ``x' = R @ x`` (for row-stacked points ``P @ R.T``);
+* the continuous 6-D representation (Zhou et al., CVPR 2019) is the matrix's first two ROWS,
+  ``[R00, R01, R02, R10, R11, R12]``, as pytorch3d stores it (SPIN and ROMP store the first two
+  COLUMNS instead, ``R[:, :2]`` flattened row by row: another layout of the same idea).
 
 Every function takes leading batch dimensions (``[..., 4]``, ``[..., 3, 3]``) and works on any
 floating dtype/device.
@@ -31,6 +34,9 @@ __all__ = [
     "quaternion_multiply",
     "quaternion_invert",
     "rotation_angle",
+    "rotation_between",
+    "rotation_6d_to_matrix",
+    "matrix_to_rotation_6d",
 ]
 
 
@@ -167,3 +173,37 @@ def quaternion_invert(q: Tensor) -> Tensor:
 def rotation_angle(R: Tensor) -> Tensor:
     """Rotation angle in ``[0, pi]`` of matrices ``[..., 3, 3]``, computed stably via the quaternion."""
     return matrix_to_axis_angle(R).norm(dim=-1)
+
+
+def rotation_between(a: Tensor, b: Tensor) -> Tensor:
+    """The smallest rotation ``[3, 3]`` taking unit vector ``a`` [3] to unit vector ``b`` [3]
+    (Rodrigues about a x b); opposite vectors give a half turn about an axis orthogonal to ``a``."""
+    v, c = torch.linalg.cross(a, b), float(a @ b)
+    eye = torch.eye(3, dtype=a.dtype, device=a.device)
+    if c < -1 + 1e-9:
+        other = torch.tensor([1.0, 0, 0] if abs(float(a[0])) < 0.9 else [0, 1.0, 0], dtype=a.dtype, device=a.device)
+        o = torch.linalg.cross(a, other)
+        o = o / o.norm()
+        return 2 * torch.outer(o, o) - eye
+    k = torch.zeros(3, 3, dtype=a.dtype, device=a.device)
+    k[0, 1], k[0, 2], k[1, 0], k[1, 2], k[2, 0], k[2, 1] = -v[2], v[1], v[2], -v[0], -v[1], v[0]
+    return eye + k + k @ k / (1 + c)
+
+
+def rotation_6d_to_matrix(d6: Tensor) -> Tensor:
+    """6-D rotations ``[..., 6]`` -> rotation matrices ``[..., 3, 3]`` (Zhou et al. 2019).
+
+    The two 3-vectors are the first two rows, Gram-Schmidt orthonormalised; the third row is their
+    cross product, so any input with non-parallel halves gives a proper rotation (det +1). This is
+    why networks regress it: unlike axis-angle or quaternions it has no discontinuity.
+    """
+    a1, a2 = d6[..., :3], d6[..., 3:]
+    b1 = torch.nn.functional.normalize(a1, dim=-1)
+    b2 = torch.nn.functional.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
+    b3 = torch.linalg.cross(b1, b2, dim=-1)
+    return torch.stack([b1, b2, b3], dim=-2)
+
+
+def matrix_to_rotation_6d(R: Tensor) -> Tensor:
+    """Rotation matrices ``[..., 3, 3]`` -> 6-D rotations ``[..., 6]``: the first two rows, flattened."""
+    return R[..., :2, :].reshape(R.shape[:-2] + (6,))

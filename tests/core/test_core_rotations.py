@@ -143,3 +143,61 @@ def test_normalize_unit_sphere_roundtrip():
         tf.normalize_unit_sphere(np.array([[0.0, np.nan, 0.0], [1.0, 1.0, 1.0]]))
     with pytest.raises(GeometryError):
         tf.normalize_unit_sphere(np.zeros((0, 3)))
+
+
+def test_rotation_6d_round_trip_and_layout():
+    R = rot.random_rotations(500, generator=_gen(5), dtype=torch.float64)
+    d6 = rot.matrix_to_rotation_6d(R)
+    assert d6.shape == (500, 6)
+    assert torch.equal(d6[:, :3], R[:, 0]) and torch.equal(d6[:, 3:], R[:, 1])  # the first two rows
+    assert torch.allclose(rot.rotation_6d_to_matrix(d6), R, atol=1e-12)
+    # leading batch dimensions pass through
+    assert rot.rotation_6d_to_matrix(d6.reshape(5, 100, 6)).shape == (5, 100, 3, 3)
+
+
+def test_rotation_6d_of_non_orthonormal_input_is_a_rotation():
+    d6 = torch.randn(1000, 6, generator=_gen(6), dtype=torch.float64) * 3.0
+    R = rot.rotation_6d_to_matrix(d6)
+    eye = torch.eye(3, dtype=torch.float64).expand_as(R)
+    assert torch.allclose(R @ R.transpose(1, 2), eye, atol=1e-12)
+    assert torch.allclose(torch.linalg.det(R), torch.ones(1000, dtype=torch.float64), atol=1e-12)
+    # Gram-Schmidt: the first row keeps the first vector's direction, the second stays in their plane
+    a1, a2 = d6[:, :3], d6[:, 3:]
+    assert torch.allclose(R[:, 0], a1 / a1.norm(dim=1, keepdim=True), atol=1e-12)
+    assert torch.allclose(torch.linalg.cross(a1, a2) / torch.linalg.cross(a1, a2).norm(dim=1, keepdim=True),
+                          R[:, 2], atol=1e-10)
+
+
+def test_rotation_6d_closed_form():
+    # rows (cos t, -sin t, 0) and (sin t, cos t, 0), scaled and skewed, are the rotation about z by t
+    t = torch.linspace(-3.0, 3.0, 13, dtype=torch.float64)
+    c, s = torch.cos(t), torch.sin(t)
+    r1 = torch.stack([c, -s, torch.zeros_like(t)], -1)
+    r2 = torch.stack([s, c, torch.zeros_like(t)], -1)
+    R = rot.rotation_6d_to_matrix(torch.cat([2.5 * r1, 0.4 * r2 + 0.9 * r1], -1))
+    ref = Rotation.from_rotvec(np.stack([np.zeros(13), np.zeros(13), t.numpy()], -1)).as_matrix()
+    assert np.allclose(R.numpy(), ref, atol=1e-12)
+    # two known orthonormal rows of a general rotation give back that rotation (third row = r1 x r2)
+    Q = torch.as_tensor(Rotation.from_rotvec([0.3, -1.2, 0.7]).as_matrix())
+    assert torch.allclose(rot.rotation_6d_to_matrix(torch.cat([Q[0], Q[1]])), Q, atol=1e-12)
+
+
+def test_rotation_between_is_the_smallest_turn():
+    """a -> b exactly, a proper rotation, by the angle between them about a x b (the smallest turn);
+    opposite vectors give a half turn."""
+    from facet3d.core.ops.rotations import rotation_between, rotation_angle, matrix_to_axis_angle
+
+    g = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        a, b = torch.randn(2, 3, generator=g, dtype=torch.float64)
+        a, b = a / a.norm(), b / b.norm()
+        R = rotation_between(a, b)
+        assert torch.allclose(R @ a, b, atol=1e-12)
+        assert torch.allclose(R @ R.T, torch.eye(3, dtype=torch.float64), atol=1e-12)
+        assert abs(float(torch.det(R)) - 1) < 1e-12
+        assert float(rotation_angle(R)) == pytest.approx(math.acos(float(a @ b)), abs=1e-9)
+        axis = matrix_to_axis_angle(R)
+        assert float(axis @ a) == pytest.approx(0, abs=1e-9) and float(axis @ b) == pytest.approx(0, abs=1e-9)
+    a = torch.tensor([0.0, 0, 1], dtype=torch.float64)
+    R = rotation_between(a, -a)
+    assert torch.allclose(R @ a, -a) and float(rotation_angle(R)) == pytest.approx(math.pi)

@@ -10,7 +10,12 @@
 * `metrics`     - MPJPE, PA-MPJPE (similarity Procrustes), PVE, per-joint errors, in millimetres;
 * `skeleton`    - joint roles, hinge axes, pose priors, random plausible poses;
 * `scans`       - synthetic scans of known bodies (whole surface or one depth view);
-* `fit`         - the SMPLify-style 3D fit; `fit_outputs`, `picture` - what `body fit` writes;
+* `fit`         - the SMPLify-style 3D fit (`limb_search` re-seeds misplaced limbs); `fit_outputs`,
+  `picture` - what `body fit` writes;
+* `romp`        - ROMP-style centre / parameter maps: encoding known bodies, decoding people;
+* `coordformer` - the CoordFormer-style network; `detector` - it + its map layout + checkpoints;
+* `people_data` - rendered people (images and clips) with ground truth; `net_train` - training and
+  evaluation; `detect` - what `body detect` runs on images and frame folders;
 * `pose`, `api` - what the commands and the pipeline step call on files.
 
 Imported lazily: nothing here loads at plugin registration.

@@ -7,7 +7,8 @@ Stages (``iters`` split 20/40/40):
 1. global rotation, translation and shape, pose held at rest;
 2. + every free joint (`skeleton`), under a pose prior, the robust scale narrowing from 5 sigma to
    sigma (wide first, so limbs far from their points still feel them); the lower energy goes on;
-   then a limb search (`_limb_search`) re-seeds arms and legs left in a wrong place, and settles them;
+   then a limb search (`limb_search`) re-seeds arms and legs left in a wrong place, settles them and
+   looks once more;
 3. the same with a weak prior and point-to-plane distances, steps decayed to zero: the fine fit.
 
 Energy: data terms scan -> body (nearest vertex, point-to-plane blended with point-to-point) and body ->
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor
 
 from facet3d.core.errors import InputError, UsageError
+from facet3d.core.ops.rotations import rotation_between
 from facet3d.core.progress import ProgressFn
 
 from .lbs import rodrigues
@@ -41,6 +43,8 @@ SIGMA_START = 5.0  # the pose stage's robust scale starts at 5 sigma
 LIMB_SIGMA = 3.0  # the limb search compares energies at this many sigma
 LIMB_SEARCH_MIN_ITERS = 100  # quick, rough fits skip the limb search (it costs a few seconds)
 LIMB_GAIN = 0.002  # ... and moves a limb for a clear gain only (twists of a round limb score alike)
+PRIOR_WEIGHT = {"shape": 0.0, "pose": 2e-2, "fine": 2e-3}  # the pose prior's weight in each stage
+LIMB_ROUNDS = 2  # searches, each after the last one's moves settled
 
 
 @dataclass
@@ -109,17 +113,6 @@ def _vertex_normals(v: Tensor, faces: Tensor) -> Tensor:
     return Meshes([v], [faces]).verts_normals_packed()
 
 
-def _rotation_to(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The smallest rotation taking unit a to unit b."""
-    v, c = np.cross(a, b), float(a @ b)
-    if c < -1 + 1e-9:  # opposite: half turn about any axis orthogonal to a
-        o = np.cross(a, [1.0, 0, 0] if abs(a[0]) < 0.9 else [0, 1.0, 0])
-        o /= np.linalg.norm(o)
-        return 2 * np.outer(o, o) - np.eye(3)
-    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-    return np.eye(3) + k + k @ k / (1 + c)
-
-
 def _kabsch(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """R, t minimising |R src + t - dst| (rows paired)."""
     ms, md = src.mean(0), dst.mean(0)
@@ -145,7 +138,7 @@ def initial_orientation(rest: np.ndarray, rest_normals: np.ndarray, up: np.ndarr
     cut = 4 * sigma
     found = []
     for up_data in (axes[0], -axes[0], axes[1], -axes[1]):
-        align = _rotation_to(up / np.linalg.norm(up), up_data)
+        align = rotation_between(torch.as_tensor(up / np.linalg.norm(up)), torch.as_tensor(up_data)).numpy()
         for k in range(8):
             turn = rodrigues(torch.as_tensor(up_data * (2 * math.pi * k / 8))).numpy()
             R = turn @ align
@@ -202,6 +195,14 @@ class _Params(torch.nn.Module):
 
     def rotation(self) -> Tensor:
         return rodrigues(self.dR) @ self.R0
+
+    def surfaces(self, pose: Tensor) -> Tensor:
+        """Vertices [B, V, 3] in the scan's frame for free-joint rotations pose [B, K, 3] (this shape)."""
+        b = pose.shape[0]
+        full = torch.zeros(b, self.model.num_joints - 1, 3, dtype=pose.dtype, device=pose.device)
+        full = full.index_copy(1, self.free_index, pose)
+        out = self.model(betas=self.betas()[None].expand(b, -1), body_pose=full.reshape(b, -1))
+        return out.vertices @ self.rotation().T + self.t
 
     def surface(self) -> tuple[Tensor, Tensor]:
         """Vertices [V, 3] and joints [J, 3] in the scan's frame."""
@@ -262,10 +263,13 @@ def fit_body(points: np.ndarray, model, options: FitOptions | None = None,
         runs.append((energy, params, optim, history))
     best = min(range(len(runs)), key=lambda k: runs[k][0])
     _, params, optim, history = runs[best]
-    moved = (_limb_search(params, data, LIMB_SIGMA * opt.sigma, 3 * opt.sigma)
-             if opt.iters >= LIMB_SEARCH_MIN_ITERS else [])
-    if moved:  # settle the moved limbs before the fine stage
-        ticks.total += n2 // 2
+    moved: list[str] = []
+    for _ in range(LIMB_ROUNDS if opt.iters >= LIMB_SEARCH_MIN_ITERS else 0):
+        now = _search_limbs(params, data, LIMB_SIGMA * opt.sigma, 3 * opt.sigma)
+        if not now:
+            break
+        moved += now
+        ticks.total += n2 // 2  # settle the moved limbs (and the rest with them) before searching again
         _stage(params, data, optim, "pose", n2 // 2, opt, history, ticks)
     for g in optim.param_groups:  # the fine stage refines: smaller steps, decayed to zero
         g["lr"] *= 0.3
@@ -323,7 +327,7 @@ def _energy(params: _Params, data: _Data, stage: str, sigma: float) -> tuple[Ten
     """The fit's energy (module docstring) at robust scale ``sigma``, and its terms."""
     sigma2 = sigma * sigma
     p2p = {"shape": 1.0, "pose": 0.5, "fine": 0.2}[stage]
-    prior_w = {"shape": 0.0, "pose": 2e-2, "fine": 2e-3}[stage]
+    prior_w = PRIOR_WEIGHT[stage]
     x, _ = params.surface()
     nrm = _vertex_normals(x, data.faces)
     _, i_sm = _nearest(data.P, x)
@@ -367,101 +371,17 @@ def _stage(params: _Params, data: _Data, optim, stage: str, n: int, opt: FitOpti
     return energy
 
 
-def _unexplained_clusters(P: Tensor, dist: np.ndarray, far: float, min_points: int) -> list[np.ndarray]:
-    """Groups of scan points farther than ``far`` from the body (connected within ``far``), largest
-    first, each of at least ``min_points``: [M_k, 3] arrays."""
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import connected_components
+def _search_limbs(params: _Params, data: _Data, sigma: float, far: float) -> list[str]:
+    """`limb_search.limb_search` with this fit's energy (its fine stage's terms)."""
+    from .limb_search import limb_search
 
-    from facet3d.core.ops.neighbors import pairs_within
+    def facing(v: Tensor) -> Tensor:  # [B, V, 3] -> [B, V]
+        return torch.stack([_facing_t(x, _vertex_normals(x, data.faces), data.sensor) for x in v])
+    def prior(pose: Tensor) -> Tensor:  # [B, K, 3] -> [B], as weighted in the fine stage
+        return PRIOR_WEIGHT["fine"] * params.skeleton.pose_prior(pose)
 
-    pts = P.detach().cpu().double().numpy()[dist > far]
-    if len(pts) < min_points:
-        return []
-    pairs = pairs_within(pts, far)
-    graph = sp.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(pts), len(pts)))
-    n, label = connected_components(graph, directed=False)
-    groups = [pts[label == k] for k in range(n)]
-    return sorted([g for g in groups if len(g) >= min_points], key=len, reverse=True)
-
-
-def _refine_limb(params: _Params, data: _Data, rows: list[int], sigma: float, steps: int) -> float:
-    """``steps`` Adam steps on the rotations of pose ``rows`` only; returns the energy after them."""
-    optim = torch.optim.Adam([params.pose], lr=0.03)
-    mask = torch.zeros_like(params.pose)
-    mask[rows] = 1.0
-    for _ in range(steps):
-        optim.zero_grad(set_to_none=True)
-        e, _ = _energy(params, data, "fine", sigma)
-        e.backward()
-        params.pose.grad.mul_(mask)
-        optim.step()
-    with torch.no_grad():
-        return float(_energy(params, data, "fine", sigma)[0])
-
-
-def _limb_search(params: _Params, data: _Data, sigma: float, far: float,
-                 twists=(-120.0, -60.0, 0.0, 60.0, 120.0, 180.0), flexes=(0.0, 45.0, 90.0, 130.0),
-                 refine: int = 10, keep_best: int = 3) -> list[str]:
-    """Re-seed limbs caught in a wrong place (an arm behind the torso matches the torso's points well
-    enough for gradients to leave it there). Scan points the body leaves unexplained (farther than
-    ``far``) are grouped. A shoulder / hip that reaches a group is tried as it is and aimed at the
-    nearest group's centre and farthest point, twisted in steps of 60 degrees, its elbow / knee at 0,
-    45, 90 and 130 degrees; the ``keep_best`` tries and the limb as it was each get ``refine`` steps on
-    that limb alone (a grid is coarse), and the best replaces the limb when it beats the refined original
-    by `LIMB_GAIN` at robust scale ``sigma``. Returns the names of the moved joints."""
-    from facet3d.core.ops.rotations import matrix_to_axis_angle
-
-    sk = params.skeleton
-    with torch.no_grad():
-        x, joints = params.surface()
-    dist = _nearest(data.P, x)[0].cpu().double().numpy()
-    groups = _unexplained_clusters(data.P, dist, far, max(20, len(dist) // 200))[:3]
-    if not groups:
-        return []
-    R = params.rotation().detach().double().cpu()
-    slot = {j: i for i, j in enumerate(sk.free)}
-    moved = []
-    for root, hinge in sk.limbs:
-        i, k = slot[root], slot[hinge]
-        origin = joints[root].detach().double().cpu()
-        reach = 2.0 * float((sk.rest_joints[hinge] - sk.rest_joints[root]).norm())  # about the limb's length
-        gaps = [float(_nearest(origin.numpy()[None], g)[0][0]) for g in groups]
-        if min(gaps) >= reach:
-            continue  # no unexplained points within reach of this limb
-        group = groups[int(np.argmin(gaps))]
-        with torch.no_grad():
-            keep = params.pose[[i, k]].clone()
-            starts = [keep[0]]  # the limb where it is (only its elbow / knee changed), or aimed at the group
-            for target in (group.mean(0), group[np.argmax(np.linalg.norm(group - origin.numpy(), axis=1))]):
-                d = R.T @ (torch.as_tensor(target) - origin)  # the body's frame (the spine's turn ignored)
-                if float(d.norm()) > 1e-6:
-                    rot = torch.as_tensor(_rotation_to(sk.seg[root].numpy(), (d / d.norm()).numpy()))
-                    starts.append(matrix_to_axis_angle(rot).to(params.pose))
-            seg = sk.seg[root].to(params.pose)
-            tries = []
-            for r in starts:  # the upper limb's twist sets the plane its elbow / knee bends in
-                for twist in twists:
-                    rt = matrix_to_axis_angle(rodrigues(r) @ rodrigues(math.radians(twist) * seg))
-                    for flex in flexes:
-                        params.pose[i] = rt
-                        params.pose[k] = math.radians(flex) * sk.hinge_axis[hinge].to(params.pose)
-                        tries.append((float(_energy(params, data, "fine", sigma)[0]), rt.clone(),
-                                      params.pose[k].clone()))
-        tries.sort(key=lambda t: t[0])
-        results = []
-        for _, r, h in [(None, keep[0], keep[1])] + tries[:keep_best]:
-            with torch.no_grad():
-                params.pose[i], params.pose[k] = r, h
-            e = _refine_limb(params, data, [i, k], sigma, refine)
-            results.append((e, params.pose[i].detach().clone(), params.pose[k].detach().clone()))
-        best = min(range(len(results)), key=lambda n: results[n][0])
-        with torch.no_grad():
-            choice = results[best] if results[best][0] < results[0][0] - LIMB_GAIN else results[0]
-            params.pose[i], params.pose[k] = choice[1], choice[2]
-        if choice is not results[0]:
-            moved.append(params.model.joint_names[root])
-    return moved
+    return limb_search(params, lambda s: _energy(params, data, "fine", s)[0], data.P, sigma, far,
+                       facing if data.partial else None, prior, LIMB_GAIN)
 
 
 @torch.no_grad()

@@ -13,7 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["fit_picture"]
+__all__ = ["fit_picture", "head_light"]
+
+
+def head_light(tri: torch.Tensor, ambient: float = 0.25) -> torch.Tensor:
+    """Brightness [F] of camera-frame triangles [F, 3, 3] lit from the eye: ambient + the rest by the
+    |cosine| between each face's normal and its line of sight (both windings lit alike)."""
+    n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    view = tri.mean(1) / tri.mean(1).norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return ambient + (1 - ambient) * (n * view).sum(-1).abs()
 
 
 def _view(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, dist: np.ndarray, eye: np.ndarray,
@@ -29,10 +38,7 @@ def _view(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, dist: np.
     v = torch.as_tensor(vertices, dtype=torch.float32) @ R.T + t
     fc = torch.as_tensor(faces, dtype=torch.long)
     tri = v[fc]  # [F, 3, 3]
-    n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    view = tri.mean(1) / tri.mean(1).norm(dim=-1, keepdim=True)
-    shade = (0.25 + 0.7 * (n * view).sum(-1).abs())[:, None].expand(-1, 3) * torch.tensor([0.8, 0.82, 0.86])
+    shade = head_light(tri)[:, None].expand(-1, 3) * torch.tensor([0.8, 0.82, 0.86])
     out = rasterize_triangles(tri, K, shade, torch.ones(len(tri)), 1e-3, (H, W), torch.ones(3), hard=True,
                               near=0.05)
     img = out["rgb"].clamp(0, 1).numpy()

@@ -59,6 +59,7 @@ class Skeleton:
     role: dict[int, str] = field(default_factory=dict)  # joint -> role
     hinge_axis: dict[int, Tensor] = field(default_factory=dict)  # joint -> unit axis [3] (float64)
     seg: dict[int, Tensor] = field(default_factory=dict)  # joint -> unit direction to its child at rest
+    length: dict[int, float] = field(default_factory=dict)  # joint -> distance to its child at rest
     up: Tensor = None  # [3]
     front: Tensor = None  # [3]
     lateral: Tensor = None  # [3] up x front: the body's left for Anny and SMPL
@@ -144,6 +145,7 @@ def skeleton_of(model) -> Skeleton:
             if role in CHILD:
                 child = names.index(roles[CHILD[role]][k])
                 sk.seg[j] = _unit(rest[child] - rest[j])
+                sk.length[j] = float((rest[child] - rest[j]).norm())
             if role in HINGES:
                 bend = -front if HINGES[role] == "back" else front
                 sk.hinge_axis[j] = _unit(torch.linalg.cross(sk.seg[j], bend))
