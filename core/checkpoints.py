@@ -156,3 +156,26 @@ def read_sidecar(path: str | os.PathLike[str], what: str) -> tuple[Path, dict[st
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{side}: not a {what} sidecar ({type(exc).__name__}: {exc})") from None
     return p, info
+
+
+def load_run_state(out: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """What a resumable training run in folder ``out`` left: (last weights, ``train_state.pt`` (optimizer,
+    epoch, RNG, best so far; loaded with ``weights_only=True``), the ``log.json`` rows before the next
+    epoch). One-line UsageError when there is nothing to resume, CheckpointError for a bad state file."""
+    import torch
+
+    from facet3d.core.errors import UsageError
+
+    root = Path(out)
+    state_path = root / "train_state.pt"
+    if not state_path.is_file() or not (root / "last_model.safetensors").is_file():
+        raise UsageError(f"--resume: {root} holds no train_state.pt / last_model.safetensors to resume from")
+    weights = state_dict_of(load_checkpoint(root / "last_model.safetensors"))
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad state file
+        raise CheckpointError(f"{state_path}: cannot load ({type(exc).__name__}: {exc})") from None
+    rows: list[dict[str, Any]] = []
+    if (root / "log.json").is_file():
+        rows = [r for r in json.loads((root / "log.json").read_text()) if r["epoch"] <= int(state["epoch"])]
+    return weights, state, rows

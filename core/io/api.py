@@ -129,6 +129,17 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def write_json(path: str | os.PathLike[str], obj: Any, indent: int = 1) -> None:
+    """``obj`` as JSON at ``path``, atomically; arrays and tensors as lists, other odd values as text."""
+    import json
+
+    def default(o: Any) -> Any:
+        return o.tolist() if hasattr(o, "tolist") else str(o)
+
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent, default=default) + "\n")
+
+
 def destination_of(path: str | os.PathLike[str]) -> Path | None:
     """The final path of a temporary file `atomic_output` handed out (a writer that must name side
     files after the final output, like LAS's .wdp, asks here); ``path`` itself when it is not one."""

@@ -27,7 +27,6 @@ Nothing here prints: progress and messages go through the `facet3d.core.progress
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch
 from facet3d.core.errors import InputError, UsageError
 from facet3d.core.progress import LogFn, ProgressFn, say, tick
 from facet3d.plugins.dfa3d.depth import DepthBins, depth_to_distribution, fill_depth, splat_depth
+from facet3d.core.io.api import write_json
 from facet3d.core.io.images import read_depth, read_rgb
 from facet3d.plugins.dfa3d.scenes import Scene, load_feature_maps, read_points, target_size
 
@@ -406,13 +406,6 @@ def _write_png(path: Path, img: np.ndarray) -> None:
         Image.fromarray(img).save(tmp, format="PNG")
 
 
-def _write_json(path: Path, data: dict) -> None:
-    from facet3d.core.io.api import atomic_output
-
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-
-
 def bev_image(features: np.ndarray, weight: np.ndarray, kind: str, threshold: float, min_side: int = 512) -> np.ndarray:
     """``[nx, ny, C]`` BEV features + ``[nx, ny]`` weights -> uint8 RGB ``[rows, cols, 3]`` looking down
     -z: +x to the right, +y up (row 0 = largest y); cells under the threshold black; nearest-upscaled
@@ -486,7 +479,7 @@ def run_lift(scene: Scene, out_dir: Path, opts: LiftOptions, grid: Grid | None =
             summary.update(mode="points", points=len(pts_np), seen_points=int(seen.sum()), written_points=int(keep.sum()),
                            weight_threshold=res.threshold, feature_sizes=res.feature_sizes,
                            outputs={k: str(v) for k, v in files.items()})
-            _write_json(files["summary"], summary)
+            write_json(files["summary"], summary)
         return summary
 
     if grid is None:
@@ -548,7 +541,7 @@ def run_lift(scene: Scene, out_dir: Path, opts: LiftOptions, grid: Grid | None =
                        bev={"shape": [bx, by], "cells_drawn": int((bw >= bev_thr).sum()), "weight_threshold": bev_thr},
                        voxels=n_vox, seen_voxels=int(seen.sum()), weight_threshold=res.threshold,
                        feature_sizes=res.feature_sizes, outputs={k: str(v) for k, v in files.items()})
-        _write_json(files["summary"], summary)
+        write_json(files["summary"], summary)
     return summary
 
 

@@ -313,7 +313,7 @@ def body_detect(
 
 
 def train_body(
-    data: Path = typer.Argument(..., help="A dataset made by 'facet3d body make-data'."),
+    data: Path = typer.Argument(..., help="A dataset made by 'facet3d body make-data', or a 3DPW folder (its train split; --model SMPL)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder: best/last_model.safetensors (+ .json), log.json, curves.png, train_state.pt."),
     test: Optional[Path] = typer.Option(None, "--test", help="A held-out dataset evaluated after every epoch (picks the best model)."),
     config: str = typer.Option("tiny", "--config", help="Network size: tiny (CPU, 128 px), small (256 px), paper (512 px)."),
@@ -355,9 +355,10 @@ def train_body(
 
 def eval_body(
     ckpt: Path = typer.Argument(..., help="A detector checkpoint (.safetensors)."),
-    data: Path = typer.Argument(..., help="A dataset made by 'facet3d body make-data'."),
+    data: Path = typer.Argument(..., help="A dataset made by 'facet3d body make-data', or a 3DPW folder (imageFiles/, sequenceFiles/)."),
     model: str = typer.Option("anny", "--model", "-m", metavar="MODEL", help=MODEL_HELP),
     frames: str = typer.Option("clip", "--frames", help="clip: whole clips; single: each frame alone (image mode)."),
+    split: str = typer.Option("test", "--split", help="3DPW: train, validation or test."),
     threshold: float = typer.Option(0.25, "--threshold", callback=unit_interval),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
@@ -365,19 +366,19 @@ def eval_body(
     MPJPE, PA-MPJPE and PVE in mm over the people found (root-aligned).
 
     \b
-    Example:
+    Examples:
       facet3d eval body runs/body/best_model.safetensors data/test --json
+      facet3d eval body runs/smpl/best_model.safetensors 3DPW/ --model SMPL_NEUTRAL.pkl --split test
     """
     from facet3d.plugins.mesh_recovery.body.detector import load_detector
     from facet3d.plugins.mesh_recovery.body.models import load_body_model
-    from facet3d.plugins.mesh_recovery.body.net_train import evaluate_detector
-    from facet3d.plugins.mesh_recovery.body.people_data import BodyDataset
+    from facet3d.plugins.mesh_recovery.body.net_train import evaluate_detector, open_dataset
 
     if frames not in ("clip", "single"):
         raise UsageError(f"--frames must be clip or single, got '{frames}'")
     body_model = load_body_model(model)
     det, _ = load_detector(ckpt, body_model)
-    ds = BodyDataset(data)
+    ds = open_dataset(data, body_model, det.image_size, det.net.config.clip_length if frames == "clip" else 1, split)
     with progress_callback("eval") as bar:
         m = evaluate_detector(det, body_model, ds, frames=frames, threshold=threshold, progress=bar)
     if json_out:

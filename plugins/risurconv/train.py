@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from facet3d.core.errors import CheckpointError, UsageError
+from facet3d.core.errors import UsageError
 from facet3d.core.progress import LogFn, ProgressFn, say, tick
 
 
@@ -190,13 +190,6 @@ def plot_curves(log: list[dict[str, Any]], path: Path, task: str) -> None:
     plt.close(fig)
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    from facet3d.core.io.api import atomic_output
-
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-
-
 def train(train_ds, test_ds, tc: TrainConfig, out_dir: str | Path, resume: bool = False,
           progress: ProgressFn | None = None, log: LogFn | None = None) -> dict[str, Any]:
     """Train (or resume) a model on ``train_ds``, evaluating on ``test_ds`` (may be None) every epoch.
@@ -207,6 +200,7 @@ def train(train_ds, test_ds, tc: TrainConfig, out_dir: str | Path, resume: bool 
     """
     import torch
 
+    from facet3d.core.io.api import write_json
     from facet3d.plugins.risurconv.checkpoint import save_model
     from facet3d.plugins.risurconv.evaluate import evaluate
 
@@ -227,7 +221,7 @@ def train(train_ds, test_ds, tc: TrainConfig, out_dir: str | Path, resume: bool 
         start_epoch, best, log_rows = _restore(out, model, opt, sched)
         say(log, f"resuming {out} at epoch {start_epoch} (best so far: epoch {best['epoch']})")
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "run.json", {**asdict(tc), "train_dataset": train_ds.describe(),
+    write_json(out / "run.json", {**asdict(tc), "train_dataset": train_ds.describe(),
                                    "test_dataset": test_ds.describe() if test_ds is not None else None})
     if start_epoch > tc.epochs:
         say(log, f"{out} already ran {start_epoch - 1} epoch(s) >= --epochs {tc.epochs}; nothing to do")
@@ -251,7 +245,7 @@ def train(train_ds, test_ds, tc: TrainConfig, out_dir: str | Path, resume: bool 
         if is_best:
             save_model(model, out / "best_model.safetensors", model_meta(cfg_dict, train_ds, tc, {**extra, "best_epoch": epoch}))
         _save_state(state_path, opt, sched, epoch, best)
-        _write_json(out / "log.json", log_rows)
+        write_json(out / "log.json", log_rows)
         plot_curves(log_rows, out / "curves.png", tc.task)
         say(log, f"epoch {epoch}/{tc.epochs} " + " ".join(
             f"{k}={v:.4g}" for k, v in rec.items() if k not in ("epoch",) and isinstance(v, float)) + (" *best*" if is_best else ""))
@@ -301,26 +295,16 @@ def _restore(out: Path, model, opt, sched) -> tuple[int, dict[str, Any], list[di
     """Load the last epoch's weights, optimizer, scheduler and RNG state -> (next epoch, best so far, log rows)."""
     import torch
 
-    from facet3d.core.checkpoints import load_checkpoint, state_dict_of
+    from facet3d.core.checkpoints import load_run_state
 
-    state_path = out / "train_state.pt"
-    if not state_path.is_file() or not (out / "last_model.safetensors").is_file():
-        raise UsageError(f"--resume: {out} holds no train_state.pt / last_model.safetensors to resume from")
-    model.load_state_dict(state_dict_of(load_checkpoint(out / "last_model.safetensors")))
-    try:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad state file
-        raise CheckpointError(f"{state_path}: cannot load ({type(exc).__name__}: {exc})") from None
+    weights, state, rows = load_run_state(out)
+    model.load_state_dict(weights)
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
-    start_epoch = int(state["epoch"]) + 1
     if "torch_rng" in state:  # dropout draws continue exactly where the interrupted run was
         torch.set_rng_state(state["torch_rng"])
     best = {"value": float(state["best_value"]), "epoch": int(state["best_epoch"])}
-    rows: list[dict[str, Any]] = []
-    if (out / "log.json").is_file():
-        rows = [r for r in json.loads((out / "log.json").read_text()) if r["epoch"] < start_epoch]
-    return start_epoch, best, rows
+    return int(state["epoch"]) + 1, best, rows
 
 
 def _save_state(path: Path, opt, sched, epoch: int, best: dict[str, Any]) -> None:

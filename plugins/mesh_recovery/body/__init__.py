@@ -15,7 +15,7 @@
 * `romp`        - ROMP-style centre / parameter maps: encoding known bodies, decoding people;
 * `coordformer` - the CoordFormer-style network; `detector` - it + its map layout + checkpoints;
 * `people_data` - rendered people (images and clips) with ground truth; `net_train` - training and
-  evaluation; `detect` - what `body detect` runs on images and frame folders;
+  evaluation; `pw3d` - 3DPW as data; `detect` - what `body detect` runs on images and frame folders;
 * `pose`, `api` - what the commands and the pipeline step call on files.
 
 Imported lazily: nothing here loads at plugin registration.

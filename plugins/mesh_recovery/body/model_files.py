@@ -125,17 +125,24 @@ def _plain(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def _load_pickle(path: Path) -> dict[str, Any]:
+def load_restricted_pickle(path: Path, what: str = "body model") -> dict[str, Any]:
+    """A (Python 2 era, latin1) pickle of arrays holding a dict, read through the restricted unpickler:
+    numpy arrays, scipy sparse matrices, chumpy arrays and plain builtins only, so no code can run from
+    the file (SMPL model files, 3DPW's sequence files). One-line errors."""
     raw = path.read_bytes()
     try:
         data = _BodyModelUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except _Refused as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(f"{path}: {str(exc).replace('a body model file', f'a {what} file')}") from None
     except Exception as exc:  # noqa: BLE001 -- truncated or not a pickle at all
-        raise InputError(f"{path}: not a readable body model pickle ({type(exc).__name__}: {exc})") from None
+        raise InputError(f"{path}: not a readable {what} pickle ({type(exc).__name__}: {exc})") from None
     if not isinstance(data, dict):
-        raise InputError(f"{path}: not a body model (the pickle holds a {type(data).__name__}, not a dict)")
+        raise InputError(f"{path}: not a {what} (the pickle holds a {type(data).__name__}, not a dict)")
     return data
+
+
+def _load_pickle(path: Path) -> dict[str, Any]:
+    return load_restricted_pickle(path, "body model")
 
 
 def read_body_model(path: str | Path) -> BodyModelData:

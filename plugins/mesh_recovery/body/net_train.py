@@ -15,7 +15,6 @@ millimetres over the matched, root-aligned, as the field reports them.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -30,7 +29,7 @@ from torch import Tensor
 from facet3d.core.errors import UsageError
 from facet3d.core.progress import LogFn, ProgressFn, say, tick
 
-__all__ = ["TrainOptions", "train_detector", "evaluate_detector", "frame_targets"]
+__all__ = ["TrainOptions", "train_detector", "evaluate_detector", "frame_targets", "open_dataset"]
 
 MIN_PIXELS = 20  # a person shown by fewer pixels is neither a target nor counted in recall
 MATCH_CELLS = 1.5  # a detection within this many cells of a true centre finds that person
@@ -69,7 +68,11 @@ def frame_targets(sample: dict[str, Tensor], t: int, det) -> list[dict[str, Any]
         if float(tr[2]) <= 0.1 or int(sample["visible"][t, p]) < MIN_PIXELS:
             continue
         cam = transl_to_camera(tr, det.focal, det.image_size)
-        r, c = _cell_of(cam, (h, w))
+        if "centre_px" in sample:  # real images: the root projected with their own camera (3DPW)
+            x, y = (float(v) for v in sample["centre_px"][t, p])
+            r, c = math.floor(y / det.image_size * h), math.floor(x / det.image_size * w)
+        else:
+            r, c = _cell_of(cam, (h, w))
         if not (0 <= r < h and 0 <= c < w):
             continue
         if (r, c) in found and float(found[(r, c)]["transl"][2]) < float(tr[2]):
@@ -158,6 +161,17 @@ def detector_loss(det, model, inputs: list[tuple[Tensor, list[dict]]], g: torch.
     return loss, {k: float(v.detach()) for k, v in terms.items()}
 
 
+def open_dataset(path: str | Path, model, image_size: int, clip: int = 1, split: str = "test"):
+    """A `people_data` folder, or a 3DPW root (its ``split``; frames letterboxed to ``image_size``, clips
+    of ``clip``; needs an SMPL-format ``model``)."""
+    from .people_data import BodyDataset
+    from .pw3d import Pw3dDataset, is_3dpw
+
+    if is_3dpw(path):
+        return Pw3dDataset(path, model, split, image_size, clip)
+    return BodyDataset(path)
+
+
 def _batches(n: int, size: int, g: torch.Generator) -> list[list[int]]:
     order = torch.randperm(n, generator=g).tolist()
     return [order[i:i + size] for i in range(0, n, size)]
@@ -165,19 +179,20 @@ def _batches(n: int, size: int, g: torch.Generator) -> list[list[int]]:
 
 def train_detector(data: str | Path, out_dir: str | Path, opt: TrainOptions, model, test: str | Path | None = None,
                    resume: bool = False, progress: ProgressFn | None = None, log: LogFn | None = None) -> dict:
-    """Train (or resume) a detector on a `people_data` folder; writes last/best checkpoints (safetensors +
+    """Train (or resume) a detector on a `people_data` folder or 3DPW (`open_dataset`: its train split,
+    ``test`` its test split); writes last/best checkpoints (safetensors +
     JSON sidecar), train_state.pt, log.json and curves.png in ``out_dir``. Returns a summary."""
-    from facet3d.core.io.api import atomic_output
+    from facet3d.core.io.api import atomic_output, write_json
 
     from .detector import build_detector, save_detector
-    from .people_data import BodyDataset
     from .skeleton import skeleton_of
 
     opt.check()
-    train_ds = BodyDataset(data)
-    test_ds = BodyDataset(test) if test is not None else None
     torch.manual_seed(opt.seed)
     det = build_detector(opt.config, model)
+    clip_len = det.net.config.clip_length if opt.frames == "clip" else 1
+    train_ds = open_dataset(data, model, det.image_size, clip_len, "train")
+    test_ds = open_dataset(test, model, det.image_size, clip_len, "test") if test is not None else None
     if train_ds.info["image_size"] != det.image_size:
         raise UsageError(f"{data}: images of {train_ds.info['image_size']} px; config '{opt.config}' takes "
                          f"{det.image_size} px (make the data with --image-size {det.image_size})")
@@ -194,7 +209,7 @@ def train_detector(data: str | Path, out_dir: str | Path, opt: TrainOptions, mod
         start, best, rows = _restore(out, det, optim)
         say(log, f"resuming {out} at epoch {start}")
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "run.json", {**asdict(opt), "data": str(data), "test": None if test is None else str(test),
+    write_json(out / "run.json", {**asdict(opt), "data": str(data), "test": None if test is None else str(test),
                                    "model": model.name})
     g = torch.Generator().manual_seed(opt.seed)
     began = time.perf_counter()
@@ -240,7 +255,7 @@ def train_detector(data: str | Path, out_dir: str | Path, opt: TrainOptions, mod
         with atomic_output(state_path) as tmp:
             torch.save({"optimizer": optim.state_dict(), "epoch": epoch, "best_value": best["value"],
                         "best_epoch": best["epoch"], "torch_rng": torch.get_rng_state()}, tmp)
-        _write_json(out / "log.json", rows)
+        write_json(out / "log.json", rows)
         _plot(rows, out / "curves.png")
         say(log, f"epoch {epoch}/{opt.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in rec.items()
                                                            if k != "epoch" and isinstance(v, float)))
@@ -253,30 +268,13 @@ def train_detector(data: str | Path, out_dir: str | Path, opt: TrainOptions, mod
 
 
 def _restore(out: Path, det, optim) -> tuple[int, dict, list[dict]]:
-    from facet3d.core.checkpoints import load_checkpoint
-    from facet3d.core.errors import CheckpointError
+    from facet3d.core.checkpoints import load_run_state
 
-    state_path = out / "train_state.pt"
-    if not state_path.is_file() or not (out / "last_model.safetensors").is_file():
-        raise UsageError(f"--resume: {out} holds no train_state.pt / last_model.safetensors to resume from")
-    det.net.load_state_dict(load_checkpoint(out / "last_model.safetensors"))
-    try:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling problem is a bad state file
-        raise CheckpointError(f"{state_path}: cannot load ({type(exc).__name__}: {exc})") from None
+    weights, state, rows = load_run_state(out)
+    det.net.load_state_dict(weights)
     optim.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
-    start = int(state["epoch"]) + 1
-    rows = [r for r in json.loads((out / "log.json").read_text()) if r["epoch"] < start] \
-        if (out / "log.json").is_file() else []
-    return start, {"value": float(state["best_value"]), "epoch": int(state["best_epoch"])}, rows
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    from facet3d.core.io.api import atomic_output
-
-    with atomic_output(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=1, default=float))
+    return int(state["epoch"]) + 1, {"value": float(state["best_value"]), "epoch": int(state["best_epoch"])}, rows
 
 
 def _plot(rows: list[dict], path: Path) -> None:
