@@ -52,7 +52,8 @@ def lift(scene: Path, out_dir: Path, layout: str = "auto", grid: Sequence[float]
     """Lift the scene's image colours into ``out_dir`` (voxels + BEV, or onto the points ``at``) -> the summary."""
     check_lift(layout, grid, voxel, bev_size, at, max_size, depth, device)
     from facet3d.core.errors import Facet3DWarning
-    from facet3d.plugins.dfa3d.lift import LiftOptions, _write_json, default_grid, make_grid, run_lift
+    from facet3d.core.io.api import write_json
+    from facet3d.plugins.dfa3d.lift import LiftOptions, default_grid, make_grid, run_lift
     from facet3d.plugins.dfa3d.scenes import load_scene
 
     sc = load_scene(scene, layout)
@@ -65,5 +66,5 @@ def lift(scene: Path, out_dir: Path, layout: str = "auto", grid: Sequence[float]
     summary = run_lift(sc, Path(out_dir), opts, grid=the_grid, bev_size=bev_size, at=at)
     # the folder is renamed into place after this: name the files relative to it, in lift.json too
     summary["outputs"] = {k: Path(v).name for k, v in summary["outputs"].items()}
-    _write_json(Path(out_dir) / "lift.json", summary)
+    write_json(Path(out_dir) / "lift.json", summary)
     return summary
