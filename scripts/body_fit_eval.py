@@ -44,7 +44,8 @@ def main() -> None:
                                                       sensor=None if scan.sensor is None else tuple(scan.sensor)))
         row = {"seed": seed, "pve_mm": round(pve(fit.vertices, scan.vertices), 1),
                "pa_mpjpe_mm": round(pa_mpjpe(fit.joints[sk.main_joints], scan.joints[sk.main_joints]), 1),
-               "seconds": round(fit.seconds, 1), "limbs_moved": fit.orientation.get("limbs_moved")}
+               "seconds": round(fit.seconds, 1), "limbs_moved": fit.orientation.get("limbs_moved"),
+               "retried": fit.orientation.get("retried")}
         rows.append(row)
         if not a.json:
             print(json.dumps(row), flush=True)

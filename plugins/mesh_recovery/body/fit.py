@@ -9,7 +9,9 @@ Stages (``iters`` split 20/40/40):
    sigma (wide first, so limbs far from their points still feel them); the lower energy goes on;
    then a limb search (`limb_search`) re-seeds arms and legs left in a wrong place, settles them and
    looks once more;
-3. the same with a weak prior and point-to-plane distances, steps decayed to zero: the fine fit.
+3. the same with a weak prior and point-to-plane distances, steps decayed to zero: the fine fit;
+4. a fit that still leaves loose points or vertices (`_loose_share` above `RETRY_LOOSE`) poses its limbs
+   again from rest (body kept) through stages 2-3, and the lower final energy wins.
 
 Energy: data terms scan -> body (nearest vertex, point-to-plane blended with point-to-point) and body ->
 scan (every vertex; with ``partial``, only the vertices facing the sensor), each through a Geman-McClure
@@ -45,6 +47,7 @@ LIMB_SEARCH_MIN_ITERS = 100  # quick, rough fits skip the limb search (it costs 
 LIMB_GAIN = 0.002  # ... and moves a limb for a clear gain only (twists of a round limb score alike)
 PRIOR_WEIGHT = {"shape": 0.0, "pose": 2e-2, "fine": 2e-3}  # the pose prior's weight in each stage
 LIMB_ROUNDS = 2  # searches, each after the last one's moves settled
+RETRY_LOOSE = 0.002  # a fit with more loose points + vertices (farther than 2 sigma) poses its limbs again
 
 
 @dataclass
@@ -263,6 +266,27 @@ def fit_body(points: np.ndarray, model, options: FitOptions | None = None,
         runs.append((energy, params, optim, history))
     best = min(range(len(runs)), key=lambda k: runs[k][0])
     _, params, optim, history = runs[best]
+    moved = _limbs_and_fine(params, data, optim, opt, history, ticks, n2, n3)
+    retried = None
+    if opt.iters >= LIMB_SEARCH_MIN_ITERS and _loose_share(params, data, 2 * opt.sigma) > RETRY_LOOSE:
+        # a limb is still out of place (the pose stage can end in either of two basins on a float's
+        # rounding): pose the limbs again from rest with the body kept, and keep the lower energy
+        again, optim2, history2 = _limbs_from_rest(params, opt, skeleton)
+        ticks.total += n2 + n3
+        _stage(again, data, optim2, "pose", n2, opt, history2, ticks)
+        moved2 = _limbs_and_fine(again, data, optim2, opt, history2, ticks, n2, n3)
+        with torch.no_grad():
+            e1, e2 = (float(_energy(p, data, "fine", opt.sigma)[0]) for p in (params, again))
+        retried = {"energy_first": e1, "energy_again": e2, "kept": "again" if e2 < e1 else "first"}
+        if e2 < e1:
+            params, history, moved = again, history + history2, moved2
+    init = {"score": placements[0]["score"], "tried": len(placements), "starts": len(starts), "chosen": best,
+            "energies": [r[0] for r in runs], "limbs_moved": moved, "retried": retried}
+    return _result(params, model, pts, data, opt, history, init, time.perf_counter() - start)
+
+
+def _limbs_and_fine(params: _Params, data, optim, opt: FitOptions, history: list, ticks, n2: int, n3: int) -> list[str]:
+    """The limb search (rounds, each settled) then the fine stage; returns the moved joints."""
     moved: list[str] = []
     for _ in range(LIMB_ROUNDS if opt.iters >= LIMB_SEARCH_MIN_ITERS else 0):
         now = _search_limbs(params, data, LIMB_SIGMA * opt.sigma, 3 * opt.sigma)
@@ -274,9 +298,36 @@ def fit_body(points: np.ndarray, model, options: FitOptions | None = None,
     for g in optim.param_groups:  # the fine stage refines: smaller steps, decayed to zero
         g["lr"] *= 0.3
     _stage(params, data, optim, "fine", n3, opt, history, ticks)
-    init = {"score": placements[0]["score"], "tried": len(placements), "starts": len(starts), "chosen": best,
-            "energies": [r[0] for r in runs], "limbs_moved": moved}
-    return _result(params, model, pts, data, opt, history, init, time.perf_counter() - start)
+    return moved
+
+
+@torch.no_grad()
+def _loose_share(params: _Params, data, far: float) -> float:
+    """Share of scan points farther than ``far`` from the body plus share of body vertices (facing the
+    sensor, for partial scans) farther than ``far`` from the scan: 0 for a fit in place on a clean scan."""
+    x, _ = params.surface()
+    pts = _nearest(data.P, x)[0]
+    if data.partial:
+        x = x[_facing_t(x, _vertex_normals(x, data.faces), data.sensor)]
+    verts = _nearest(x, data.P)[0]
+    return float((pts > far).float().mean()) + float((verts > far).float().mean())
+
+
+def _limbs_from_rest(params: _Params, opt: FitOptions, skeleton) -> tuple[_Params, torch.optim.Optimizer, list]:
+    """A copy of a fit with its arms and legs back at rest (rotation, translation, shape, spine, head kept)
+    and a fresh optimizer at the pose stage's steps."""
+    with torch.no_grad():
+        again = _Params(params.model, skeleton, params.rotation().detach().cpu().double().numpy(),
+                        params.t.detach().cpu().double().numpy(), params.fixed)
+        again.z.copy_(params.z)
+        again.pose.copy_(params.pose)
+        slot = {j: i for i, j in enumerate(skeleton.free)}
+        for root, hinge in skeleton.limbs:
+            again.pose[slot[root]] = 0.0
+            again.pose[slot[hinge]] = 0.0
+    optim = torch.optim.Adam([{"params": [again.dR], "lr": 0.01}, {"params": [again.t], "lr": 0.005},
+                              {"params": [again.z], "lr": 0.05}, {"params": [again.pose], "lr": 0.03}])
+    return again, optim, []
 
 
 @dataclass
