@@ -125,6 +125,67 @@ def test_scan_units_guess():
         scan_units(pts * 1e5)
 
 
+def _truth_params(model, scan):
+    """The fit's parameters (`fit._Params`) set to a synthetic scan's true body."""
+    from facet3d.core.ops.rotations import axis_angle_to_matrix
+    from facet3d.plugins.mesh_recovery.body.fit import _Params
+    from facet3d.plugins.mesh_recovery.body.skeleton import skeleton_of
+
+    sk = skeleton_of(model)
+    p = scan.params
+    tp = _Params(model, sk, axis_angle_to_matrix(torch.as_tensor(p["global_orient"])).numpy(), p["transl"], {})
+    lo, hi = model.betas_range
+    with torch.no_grad():
+        tp.z.copy_(torch.logit((torch.as_tensor(p["betas"]) - lo) / (hi - lo)))
+        tp.pose.copy_(torch.as_tensor(p["body_pose"]).reshape(-1, 3)[tp.free_index])
+    return tp, sk
+
+
+def test_misplaced_limbs_are_caught_and_posed_again(anny32):
+    """The second try's trigger: a fit on its true body leaves no loose points (5 mm noise << 4 cm);
+    one arm turned away does. The second try starts the limbs at rest and keeps everything else; the
+    limb search's own trigger (`suspect`) flags no limb of the true body and flags that arm."""
+    from facet3d.plugins.mesh_recovery.body.fit import RETRY_LOOSE, FitOptions, _Data, _limbs_from_rest, _loose_share
+    from facet3d.plugins.mesh_recovery.body.limb_search import suspect
+    from facet3d.plugins.mesh_recovery.body.scans import synthetic_scan
+    from facet3d.plugins.mesh_recovery.body.skeleton import skeleton_of
+
+    scan = synthetic_scan(anny32, skeleton_of(anny32), seed=3)
+    tp, sk = _truth_params(anny32, scan)
+    P = torch.as_tensor(scan.points, dtype=torch.float32)
+    data = _Data(P, torch.zeros(3), False, anny32.faces)
+    part = anny32.vertex_joint()
+    parents = anny32.parents.tolist()
+
+    def flagged() -> list[int]:
+        out = []
+        for root, _ in sk.limbs:
+            below = {root}
+            for j, p in enumerate(parents):
+                if p in below:
+                    below.add(j)
+            verts = torch.nonzero(torch.isin(part, torch.tensor(sorted(below))))[:, 0]
+            with torch.no_grad():
+                if suspect(tp.surfaces(tp.pose[None])[0], verts, P, 0.06, None):
+                    out.append(root)
+        return out
+
+    assert _loose_share(tp, data, 0.04) == 0.0 and flagged() == []
+    slot = {j: i for i, j in enumerate(sk.free)}
+    arm, elbow = sk.limbs[0]
+    swing = torch.linalg.cross(sk.seg[arm], sk.up)
+    with torch.no_grad():  # the upper arm swung 1.5 rad forward or back: out of its points
+        tp.pose[slot[arm]] += (1.5 * swing / swing.norm()).float()
+    assert _loose_share(tp, data, 0.04) > RETRY_LOOSE
+    assert arm in flagged()  # (limbs whose reach covers the arm's loose points are searched too)
+    again, _, _ = _limbs_from_rest(tp, FitOptions(), sk)
+    for root, hinge in sk.limbs:
+        assert not again.pose[slot[root]].detach().any() and not again.pose[slot[hinge]].detach().any()
+    keep = [i for j, i in slot.items() if all(j not in lim for lim in sk.limbs)]
+    assert torch.equal(again.pose[keep], tp.pose[keep]) and torch.equal(again.z, tp.z)
+    assert torch.allclose(again.rotation(), tp.rotation(), atol=1e-6) and torch.allclose(again.t, tp.t)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("partial, pve_max", [(False, 15.0), (True, 30.0)])
 def test_fit_recovers_a_known_body(anny32, partial, pve_max):
