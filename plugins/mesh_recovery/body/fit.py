@@ -303,14 +303,14 @@ def _limbs_and_fine(params: _Params, data, optim, opt: FitOptions, history: list
 
 @torch.no_grad()
 def _loose_share(params: _Params, data, far: float) -> float:
-    """Share of scan points farther than ``far`` from the body plus share of body vertices (facing the
-    sensor, for partial scans) farther than ``far`` from the scan: 0 for a fit in place on a clean scan."""
+    """Share of scan points farther than ``far`` from the body, plus (full scans) share of body vertices
+    farther than ``far`` from the scan: 0 for a fit in place on a clean scan. One view leaves the body's
+    hidden side without points, so partial scans count the points only."""
     x, _ = params.surface()
-    pts = _nearest(data.P, x)[0]
-    if data.partial:
-        x = x[_facing_t(x, _vertex_normals(x, data.faces), data.sensor)]
-    verts = _nearest(x, data.P)[0]
-    return float((pts > far).float().mean()) + float((verts > far).float().mean())
+    share = float((_nearest(data.P, x)[0] > far).float().mean())
+    if not data.partial:
+        share += float((_nearest(x, data.P)[0] > far).float().mean())
+    return share
 
 
 def _limbs_from_rest(params: _Params, opt: FitOptions, skeleton) -> tuple[_Params, torch.optim.Optimizer, list]:
