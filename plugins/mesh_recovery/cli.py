@@ -313,7 +313,7 @@ def body_detect(
 
 
 def train_body(
-    data: Path = typer.Argument(..., help="A dataset made by 'facet3d body make-data', or a 3DPW folder (its train split; --model SMPL)."),
+    data: Path = typer.Argument(..., help="A dataset made by 'facet3d body make-data', or a 3DPW folder (its train split; --model SMPL). Not Human3.6M (evaluation only)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run folder: best/last_model.safetensors (+ .json), log.json, curves.png, train_state.pt."),
     test: Optional[Path] = typer.Option(None, "--test", help="A held-out dataset evaluated after every epoch (picks the best model)."),
     config: str = typer.Option("tiny", "--config", help="Network size: tiny (CPU, 128 px), small (256 px), paper (512 px)."),
@@ -355,20 +355,23 @@ def train_body(
 
 def eval_body(
     ckpt: Path = typer.Argument(..., help="A detector checkpoint (.safetensors)."),
-    data: Path = typer.Argument(..., help="A dataset made by 'facet3d body make-data', or a 3DPW folder (imageFiles/, sequenceFiles/)."),
+    data: Path = typer.Argument(..., help="A dataset made by 'facet3d body make-data', a 3DPW folder (imageFiles/, sequenceFiles/) or a Human3.6M folder (S9/MyPoseFeatures/, S9/Images/)."),
     model: str = typer.Option("anny", "--model", "-m", metavar="MODEL", help=MODEL_HELP),
     frames: str = typer.Option("clip", "--frames", help="clip: whole clips; single: each frame alone (image mode)."),
-    split: str = typer.Option("test", "--split", help="3DPW: train, validation or test."),
+    split: str = typer.Option("test", "--split", help="3DPW: train, validation or test. Human3.6M: test (S9, S11), test-p2 (S9, S11, frontal camera 60457274) or train (S1, S5-S8)."),
+    joint_regressor: Optional[Path] = typer.Option(None, "--joint-regressor", help="Human3.6M (required): J_regressor_h36m.npy, [17, V] for the body model's V vertices (as SPIN / ROMP ship it)."),
     threshold: float = typer.Option(0.25, "--threshold", callback=unit_interval),
     json_out: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Evaluate a body detector: detection recall (a detection within 1.5 cells of a true centre),
-    MPJPE, PA-MPJPE and PVE in mm over the people found (root-aligned).
+    MPJPE, PA-MPJPE and PVE in mm over the people found (root-aligned). Human3.6M gives joints only:
+    its 17 joints through --joint-regressor, MPJPE and PA-MPJPE, no PVE.
 
     \b
     Examples:
       facet3d eval body runs/body/best_model.safetensors data/test --json
       facet3d eval body runs/smpl/best_model.safetensors 3DPW/ --model SMPL_NEUTRAL.pkl --split test
+      facet3d eval body runs/smpl/best_model.safetensors H36M/ --model SMPL_NEUTRAL.pkl --joint-regressor J_regressor_h36m.npy
     """
     from facet3d.plugins.mesh_recovery.body.detector import load_detector
     from facet3d.plugins.mesh_recovery.body.models import load_body_model
@@ -380,12 +383,17 @@ def eval_body(
     det, _ = load_detector(ckpt, body_model)
     ds = open_dataset(data, body_model, det.image_size, det.net.config.clip_length if frames == "clip" else 1, split)
     with progress_callback("eval") as bar:
-        m = evaluate_detector(det, body_model, ds, frames=frames, threshold=threshold, progress=bar)
+        m = evaluate_detector(det, body_model, ds, frames=frames, threshold=threshold, progress=bar,
+                              joint_regressor=joint_regressor)
     if json_out:
         print_json(m)
     else:
+        skipped = m.get("dataset", {}).get("skipped") or []
+        if skipped:
+            note(f"{len(skipped)} sequence(s) skipped, e.g. {skipped[0]}")
+        pve = "PVE n/a (joints only)" if m["pve_mm"] is None else f"PVE {m['pve_mm']:.1f} mm"
         typer.echo(f"recall {m['recall']:.3f} ({m['found']}/{m['people']})  MPJPE {m['mpjpe_mm']:.1f} mm  "
-                   f"PA-MPJPE {m['pa_mpjpe_mm']:.1f} mm  PVE {m['pve_mm']:.1f} mm  ({frames})")
+                   f"PA-MPJPE {m['pa_mpjpe_mm']:.1f} mm  {pve}  ({frames})")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,8 @@ falls in the map; when two share a cell the nearer one keeps it. Losses (ROMP's,
 
 Evaluation: true people and detections are paired one to one, nearest first, within `MATCH_CELLS`
 cells; recall is the matched share; MPJPE / PA-MPJPE (main joints) and PVE (all vertices) in
-millimetres over the matched, root-aligned, as the field reports them.
+millimetres over the matched, root-aligned, as the field reports them. Human3.6M (`h36m`) gives joints
+only: its 17 joints against those a user-given regressor takes from the predicted vertices, no PVE.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class TrainOptions:
 
 def frame_targets(sample: dict[str, Tensor], t: int, det) -> list[dict[str, Any]]:
     """The target people of frame ``t`` of a dataset sample: dicts with cell (row, col), flat, camera [3],
-    betas, global_orient, body_pose, transl (module docstring for who counts)."""
+    betas, global_orient, body_pose, transl (module docstring for who counts); a sample with ``joints``
+    (Human3.6M: [T, P, K, 3] metres, ``transl`` the pelvis) gives ``joints`` [K, 3] instead of the body."""
     from .romp import _cell_of, transl_to_camera
 
     h = w = det.net.config.map_size
@@ -77,9 +79,13 @@ def frame_targets(sample: dict[str, Tensor], t: int, det) -> list[dict[str, Any]
             continue
         if (r, c) in found and float(found[(r, c)]["transl"][2]) < float(tr[2]):
             continue  # the nearer person keeps the cell
-        found[(r, c)] = {"cell": (r, c), "flat": r * w + c, "camera": cam.float(), "person": p,
-                         "betas": sample["betas"][p].float(), "global_orient": sample["global_orient"][t, p].float(),
-                         "body_pose": sample["body_pose"][t, p].float(), "transl": tr.float()}
+        tg = {"cell": (r, c), "flat": r * w + c, "camera": cam.float(), "person": p, "transl": tr.float()}
+        if "joints" in sample:  # joints only (Human3.6M): no body parameters
+            tg["joints"] = sample["joints"][t, p].float()
+        else:
+            tg.update(betas=sample["betas"][p].float(), global_orient=sample["global_orient"][t, p].float(),
+                      body_pose=sample["body_pose"][t, p].float())
+        found[(r, c)] = tg
     return list(found.values())
 
 
@@ -162,13 +168,17 @@ def detector_loss(det, model, inputs: list[tuple[Tensor, list[dict]]], g: torch.
 
 
 def open_dataset(path: str | Path, model, image_size: int, clip: int = 1, split: str = "test"):
-    """A `people_data` folder, or a 3DPW root (its ``split``; frames letterboxed to ``image_size``, clips
-    of ``clip``; needs an SMPL-format ``model``)."""
+    """A `people_data` folder, a 3DPW root (its ``split``; frames letterboxed to ``image_size``, clips
+    of ``clip``; needs an SMPL-format ``model``) or a Human3.6M root (`h36m`: evaluation only; ``split``
+    test, test-p2 or train)."""
+    from .h36m import H36mDataset, is_h36m
     from .people_data import BodyDataset
     from .pw3d import Pw3dDataset, is_3dpw
 
     if is_3dpw(path):
         return Pw3dDataset(path, model, split, image_size, clip)
+    if is_h36m(path):
+        return H36mDataset(path, split, image_size, clip)
     return BodyDataset(path)
 
 
@@ -187,7 +197,12 @@ def train_detector(data: str | Path, out_dir: str | Path, opt: TrainOptions, mod
     from .detector import build_detector, save_detector
     from .skeleton import skeleton_of
 
+    from .h36m import EVAL_ONLY, is_h36m
+
     opt.check()
+    for what, path in (("", data), ("--test ", test)):
+        if path is not None and is_h36m(path):
+            raise UsageError(f"{what}{path}: {EVAL_ONLY}")
     torch.manual_seed(opt.seed)
     det = build_detector(opt.config, model)
     clip_len = det.net.config.clip_length if opt.frames == "clip" else 1
@@ -320,9 +335,12 @@ def _match(targets: list[dict], dets: list[dict]) -> list[tuple[dict, dict]]:
 
 @torch.no_grad()
 def evaluate_detector(det, model, dataset, frames: str = "clip", threshold: float = 0.25,
-                      progress: ProgressFn | None = None) -> dict[str, Any]:
+                      progress: ProgressFn | None = None, joint_regressor=None) -> dict[str, Any]:
     """Recall, MPJPE, PA-MPJPE and PVE (mm) of ``det`` on a `people_data` dataset (module docstring);
-    ``frames``: "clip" feeds whole clips, "single" each frame alone (image mode)."""
+    ``frames``: "clip" feeds whole clips, "single" each frame alone (image mode). Targets with ``joints``
+    only (Human3.6M) are compared on the joints that ``joint_regressor`` (a .npy path or a [K, V] array,
+    required for them) gives from the predicted vertices: MPJPE (aligned at joint 0, the pelvis) and
+    PA-MPJPE, no PVE."""
     from .metrics import pa_mpjpe
     from .romp import batch_persons
     from .skeleton import skeleton_of
@@ -332,6 +350,20 @@ def evaluate_detector(det, model, dataset, frames: str = "clip", threshold: floa
     found = total = 0
     err_j, err_pa, err_v = [], [], []
     h = det.net.config.map_size
+    info = getattr(dataset, "info", {}) or {}
+    joints_only = bool(info.get("joints_only"))
+    reg = None
+
+    def regressor(k: int) -> Tensor:
+        from .h36m import load_joint_regressor
+
+        nonlocal reg
+        if reg is None:
+            reg = load_joint_regressor(joint_regressor, int(model().vertices.shape[1]), k).to(model.device)
+        return reg
+
+    if joints_only:
+        regressor(int(info.get("num_joints", 17)))  # refuse a missing or misfit regressor before any work
     for i in range(len(dataset)):
         s = dataset[i]
         for x, ts in _clips(s, frames):
@@ -342,6 +374,13 @@ def evaluate_detector(det, model, dataset, frames: str = "clip", threshold: floa
                 for tg, d in _match(targets, dets):
                     found += 1
                     pred = model(**{k: v.to(**like) for k, v in batch_persons([d]).items() if k != "transl"})
+                    if "joints" in tg:  # Human3.6M: the regressed joints against the given ones, no PVE
+                        joints_only = True
+                        jt = tg["joints"].double().to(model.device)
+                        jp = regressor(len(jt)) @ pred.vertices[0].double()
+                        err_j.append(float((jp - jp[0] - (jt - jt[0])).norm(dim=-1).mean()) * 1000)
+                        err_pa.append(pa_mpjpe(jp.cpu().numpy(), jt.cpu().numpy()))
+                        continue
                     true = model(betas=tg["betas"][None].to(**like), global_orient=tg["global_orient"][None].to(**like),
                                  body_pose=tg["body_pose"][None].to(**like))
                     jp, jt = pred.joints[0, main].double(), true.joints[0, main].double()
@@ -351,6 +390,12 @@ def evaluate_detector(det, model, dataset, frames: str = "clip", threshold: floa
                     err_v.append(float((vp - jp[0] - (vt - jt[0])).norm(dim=-1).mean()) * 1000)
         tick(progress, i + 1, len(dataset), "eval")
     mean = lambda v: float(np.mean(v)) if v else float("nan")  # noqa: E731
-    return {"people": total, "found": found, "recall": found / total if total else float("nan"),
-            "mpjpe_mm": mean(err_j), "pa_mpjpe_mm": mean(err_pa), "pve_mm": mean(err_v), "frames": frames,
-            "match_cells": MATCH_CELLS, "threshold": threshold, "map_size": h}
+    out = {"people": total, "found": found, "recall": found / total if total else float("nan"),
+           "mpjpe_mm": mean(err_j), "pa_mpjpe_mm": mean(err_pa), "pve_mm": mean(err_v), "frames": frames,
+           "match_cells": MATCH_CELLS, "threshold": threshold, "map_size": h}
+    if joints_only:
+        out.update(pve_mm=None, pve_note="no PVE: Human3.6M gives 3-D joints only (no public body-model fits)",
+                   joints="h36m17 (through the joint regressor), MPJPE aligned at the pelvis",
+                   dataset={k: info[k] for k in ("format", "split", "sequences", "skipped", "subjects_missing")
+                            if k in info})
+    return out
