@@ -16,7 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     import typer
 
-    from facet3d.core.specs import Backend, Benchmark, DemoStep, FormatSpec, ModelSpec, PipelineStep
+    from facet3d.core.specs import Backend, Benchmark, DemoStep, FormatSpec, ModelSpec, PipelineStep, ViewLoader
 
 PROJECT = "facet3d"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -115,6 +115,19 @@ def facet3d_demo_steps() -> "list[DemoStep]":
         @hookimpl
         def facet3d_demo_steps():
             return [DemoStep(name="my-step", description="...", run="my_plugin.demo:run")]
+    """
+
+
+@hookspec
+def facet3d_view_loaders() -> "list[ViewLoader]":
+    """Return loaders for content ``facet3d view`` should show (scenes, run folders a plugin writes).
+
+    Example::
+
+        @hookimpl
+        def facet3d_view_loaders():
+            return [ViewLoader(name="my-scene", description="...", claims="my_plugin.view:claims",
+                               load="my_plugin.view:load")]
     """
 
 

@@ -25,7 +25,7 @@ import pluggy
 
 from facet3d.core import hookspecs
 from facet3d.core.errors import PluginError
-from facet3d.core.specs import Backend, Benchmark, DemoStep, FormatSpec, ModelSpec, PipelineStep
+from facet3d.core.specs import Backend, Benchmark, DemoStep, FormatSpec, ModelSpec, PipelineStep, ViewLoader
 
 ENV_SELECT = "FACET3D_PLUGINS"
 ENV_TRACE = "FACET3D_TRACE_PLUGINS"
@@ -39,6 +39,7 @@ RECORD_TYPES: dict[str, type] = {
     "facet3d_pipeline_steps": PipelineStep,
     "facet3d_demo_steps": DemoStep,
     "facet3d_benchmarks": Benchmark,
+    "facet3d_view_loaders": ViewLoader,
 }
 
 
@@ -194,6 +195,9 @@ class Facet3DPlugins:
 
     def benchmarks(self) -> dict[str, Any]:
         return self._collect("facet3d_benchmarks")
+
+    def view_loaders(self) -> dict[str, Any]:
+        return self._collect("facet3d_view_loaders")
 
     def kernel_backends(self) -> dict[str, Any]:
         """Third-party backends keyed "op/name"; the built-ins live in facet3d.kernels (dispatch merges)."""

@@ -146,6 +146,23 @@ class DemoStep:
 
 
 @dataclass(frozen=True)
+class ViewLoader:
+    """Content a plugin can show in ``facet3d view`` (`facet3d.core.viewing`).
+
+    claims: ``claims(path: Path) -> bool``: cheap test (name, header) whether ``load`` handles ``path``;
+            a claimed folder is not searched further.
+    load:   ``load(path: Path, options: ViewOptions) -> list[Layer]``.
+    order:  loaders are asked by ascending order; the generic geometry / camera readers come last.
+    """
+
+    name: str
+    description: str
+    claims: Ref
+    load: Ref
+    order: int = 100
+
+
+@dataclass(frozen=True)
 class Benchmark:
     """A benchmark for ``facet3d bench NAME``.
 

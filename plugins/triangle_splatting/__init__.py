@@ -16,13 +16,14 @@ Modules (imported lazily; this module imports neither torch nor open3d):
 * `export`  - `scene_to_geometry`, `export_scene` (TS+ -> shared mesh, TS -> triangle soup; SH DC colours);
 * `mesh_eval` - TS+ mesh scoring by ray casting (core's `facet3d.core.ops.raycast`);
 * `demo`    - the ``triangle-splatting`` step of ``facet3d demo``;
+* `view`    - the `ViewLoader` for ``facet3d view`` (preview mesh + exact render of a scene);
 * `steps`   - the ``render`` pipeline step of ``facet3d batch`` (mesh -> a folder of orbit views).
 """
 
 from __future__ import annotations
 
 from facet3d.core.hookspecs import hookimpl
-from facet3d.core.specs import Benchmark, DemoStep, PipelineStep
+from facet3d.core.specs import Benchmark, DemoStep, PipelineStep, ViewLoader
 
 _STEPS = "facet3d.plugins.triangle_splatting.steps"
 
@@ -46,6 +47,14 @@ def facet3d_pipeline_steps() -> list[PipelineStep]:
                       "save_depth": (bool, False, "also write view_NNN_depth.npy (z-depth, 0 where empty)")},
                      gives="files", check=f"{_STEPS}:check_render"),
     ]
+
+
+@hookimpl
+def facet3d_view_loaders() -> list[ViewLoader]:
+    return [ViewLoader("triangle-splat-scene", "triangle-splat scene PLYs and official TS / TS+ outputs "
+                       "(point_cloud_state_dict.pt or the model folder): preview mesh + exact render",
+                       "facet3d.plugins.triangle_splatting.view:claims", "facet3d.plugins.triangle_splatting.view:load",
+                       order=10)]
 
 
 @hookimpl
