@@ -59,8 +59,8 @@ def register(app: typer.Typer) -> None:
 
 
 def render_cmd(
-    src: str = typer.Argument(..., metavar="SCENE_OR_MESH", help="Triangle-splat scene PLY, or any mesh facet3d reads."),
-    cameras: Optional[str] = typer.Option(None, "--cameras", metavar="FILE|DIR", help="Core camera JSON, Blender transforms_*.json, Strecha cameras.json, COLMAP model, or a folder holding one."),
+    src: str = typer.Argument(..., metavar="SCENE_OR_MESH", help="Triangle-splat scene PLY, an official Triangle Splatting / TS+ model folder or point_cloud_state_dict.pt, or any mesh facet3d reads."),
+    cameras: Optional[str] = typer.Option(None, "--cameras", metavar="FILE|DIR", help="Core camera JSON, Blender transforms_*.json, Strecha or official Triangle Splatting / 3DGS cameras.json, COLMAP model, or a folder holding one (default for an official model folder: its cameras.json)."),
     orbit: Optional[int] = typer.Option(None, "--orbit", min=1, help="N cameras on a circle around the bounding-box centre at 2.2x its radius (written to OUT/cameras.json)."),
     size: Optional[str] = typer.Option(None, "--size", metavar="WxH", help="Image size WxH (default with --cameras: the cameras' own; K is scaled to fit)."),
     out: str = typer.Option(..., "--out", "-o", metavar="DIR", help="Output folder (created)."),
@@ -78,7 +78,9 @@ def render_cmd(
     Meshes render as opaque hard triangles, shaded by their normals (--shading lambert: a head
     light, |n.l| with an ambient term; interpolated vertex normals when the mesh has them, else
     face normals) over their vertex or face colours (grey when none).  Triangle-splat scenes keep
-    their own view-dependent colours.
+    their own view-dependent colours.  Official Triangle Splatting / TS+ outputs open as they are
+    (the model folder: its latest iteration; TS+ at the final opacity floor 0.9999) and render
+    from the folder's cameras.json unless --cameras or --orbit is given.
     Depth is z along the camera axis (expected z for soft renders), 0 where nothing was hit.
     --orbit also writes OUT/cameras.json, so the depth maps can be fused with
     `facet3d mesh --from-depth OUT --cameras OUT/cameras.json`.
@@ -88,7 +90,10 @@ def render_cmd(
       facet3d render bunny.obj --orbit 8 --size 256x256 -o views --save-depth
       facet3d render bunny.obj --orbit 4 --size 512x512 --shading normal -o normals
       facet3d render scene.ply --cameras transforms_test.json --out renders --save-depth
+      facet3d render output/garden --size 648x420 --out renders
     """
+    if cameras is None and orbit is None:
+        cameras = _official_cameras_file(src)
     if (cameras is None) == (orbit is None):
         raise UsageError("give exactly one of --cameras FILE|DIR and --orbit N")
     hw = parse_size(size, "--size") if size is not None else None
@@ -126,31 +131,51 @@ def render_cmd(
         print_json(written)
 
 
+def _official_cameras_file(src: str) -> Optional[str]:
+    """The cameras.json of the official model folder ``src`` belongs to, when there is one."""
+    from facet3d.plugins.triangle_splatting.official import is_official_scene, official_model_dir
+    from facet3d.plugins.triangle_splatting.render import is_official_path
+
+    if not (is_official_path(src) or is_official_scene(src)):
+        return None
+    d = official_model_dir(src)
+    return str(d / "cameras.json") if d is not None and (d / "cameras.json").is_file() else None
+
+
 def export_cmd(
-    src: str = typer.Argument(..., metavar="SCENE", help="Triangle-splat scene PLY (as written by the triangle-splatting plugin)."),
-    out: str = typer.Option(..., "--out", "-o", metavar="FILE", help="Output mesh: .ply, .glb or .obj (vertex colours in all three)."),
+    src: str = typer.Argument(..., metavar="SCENE", help="Triangle-splat scene PLY (as written by the triangle-splatting plugin), or an official Triangle Splatting / TS+ model folder or point_cloud_state_dict.pt."),
+    out: str = typer.Option(..., "--out", "-o", metavar="FILE", help="Output mesh: .ply, .glb or .obj (vertex colours in all three); with --to-scene a scene .ply."),
     opaque: bool = typer.Option(False, "--opaque", help="Drop triangles whose opacity is below --min-opacity (TS+: min of the corners')."),
     min_opacity: float = typer.Option(0.5, "--min-opacity", callback=unit_interval, help="--opaque: opacity threshold in [0, 1]."),
+    to_scene: bool = typer.Option(False, "--to-scene", help="Write the triangle-splat scene PLY (SH, opacity and sigma kept; docs/triangle_splat_ply.md) instead of a mesh: converts official Triangle Splatting / TS+ outputs."),
 ) -> None:
     """Export a triangle-splatting scene as a plain coloured mesh (PLY, GLB or OBJ).
 
     TS+ scenes keep their shared vertices and faces; TS scenes become a triangle soup
     (3 vertices per triangle). Colours come from the SH DC term; view-dependent SH, sigma
-    and opacity are dropped.
+    and opacity are dropped.  The scene may be an official Triangle Splatting / TS+ output (model
+    folder: its latest iteration).  --to-scene writes the scene PLY instead, keeping everything:
+    the way to convert an official output to facet3d's scene layout.
 
     \b
     Examples:
       facet3d export scene.ply -o mesh.glb
       facet3d export scene.ply --out mesh.ply --opaque --min-opacity 0.3
+      facet3d export output/garden --to-scene -o garden_scene.ply
     """
     from facet3d.plugins.triangle_splatting.export import EXPORT_EXTS, export_scene
 
     ext = Path(out).suffix.lower()
+    if to_scene and ext != ".ply":
+        raise UsageError(f"--out {out}: --to-scene writes a scene .ply")
     if ext not in EXPORT_EXTS:
         raise UsageError(f"--out {out}: unsupported extension {ext or '(none)'!r} (use .ply, .glb or .obj)")
-    r = export_scene(src, Path(out), opaque=opaque, min_opacity=min_opacity)
+    if to_scene and opaque:
+        raise UsageError("--opaque applies to mesh exports, not to --to-scene (which keeps every triangle)")
+    r = export_scene(src, Path(out), opaque=opaque, min_opacity=min_opacity, to_scene=to_scene)
     extra = f", dropped {r['dropped']} with opacity < {min_opacity:g}" if opaque else ""
-    err.print(f"facet3d: exported {r['form']} scene {src} ({r['triangles']} triangles{extra}) to {out} "
+    what = "scene PLY" if to_scene else "mesh"
+    err.print(f"facet3d: exported {r['form']} scene {src} ({r['triangles']} triangles{extra}) to {out} as a {what} "
               f"({r['vertices']} vertices, {r['faces']} faces)", soft_wrap=True, markup=False)
 
 
@@ -169,6 +194,7 @@ def fit_cmd(
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", min=0, help="Write RUN_DIR/checkpoint.pt every N iterations."),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", callback=non_negative, metavar="MINUTES", help="Minutes for the training loop: a short warm-up measures the speed, then the whole schedule (densify/prune, SH, learning rates, TS+ annealing) is planned to the iterations that fit and re-planned as the triangles grow, ending complete at about 97% of the limit (stopped, marked stopped_early, if the time runs out first). The final checkpoint, evaluation and export come after and are not counted. On --resume the limit covers the whole run (time already trained counts)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoint.pt."),
+    init: Optional[str] = typer.Option(None, "--init", metavar="SCENE", help="Start from this scene instead of points: a triangle-splat scene PLY or an official Triangle Splatting / TS+ output (model folder or .pt). Its form must suit --mode (a TS+ scene can start --mode ts: triangles unshared). The schedule starts afresh (SH degree, learning rates; TS+: sigma annealing and opacity floor)."),
     seed: int = typer.Option(0, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
     device: str = typer.Option("auto", "--device", help="cpu | cuda | cuda:N | auto (everything trains there)."),
@@ -188,11 +214,14 @@ def fit_cmd(
       facet3d fit garden --format colmap --out runs/garden --mode ts+ --max-size 400
       facet3d fit nerf_synthetic/lego --out runs/lego --resume --iters 6000
       facet3d fit nerf_synthetic/lego --out runs/lego-20min --time-limit 20
+      facet3d fit garden --format colmap --out runs/garden-more --init output/garden --iters 2000
     """
     if mode not in ("ts", "ts+"):
         raise UsageError(f"--mode {mode!r}: expected ts or ts+")
     if fmt is not None and fmt not in ("blender", "colmap"):
         raise UsageError(f"--format {fmt!r}: expected blender or colmap")
+    if init is not None and resume:
+        raise UsageError("--init starts a new run and --resume continues a checkpoint: give one of them")
     bg = _rgb(background, "--background")
     run = Path(out)
 
@@ -200,6 +229,10 @@ def fit_cmd(
     from facet3d.plugins.triangle_splatting.fit import DEFAULT_ITERS, FitConfig, check_run_dir, fit
 
     check_run_dir(run, resume)
+    start = _init_scene(init) if init is not None else None
+    if start is not None and mode == "ts+" and start.form == "ts":
+        raise UsageError(f"--init {init}: a TS scene (free triangles) cannot start a --mode ts+ fit (shared "
+                         "vertices); use --mode ts")
     dev = resolve_device(device)
     ds = load_dataset(Path(dataset), fmt, holdout=holdout, background=bg, max_size=max_size)
     for w in ds.warnings:
@@ -209,14 +242,15 @@ def fit_cmd(
               f"held-out views, {W}x{H}, on {dev}", soft_wrap=True, markup=False)
     cfg = FitConfig(mode=mode, iters=iters, seed=seed, init_points=init_points, max_triangles=max_triangles,
                     eval_every=eval_every, checkpoint_every=checkpoint_every,
-                    time_limit=None if time_limit is None else 60.0 * time_limit, device=dev, threads=threads)
+                    time_limit=None if time_limit is None else 60.0 * time_limit, device=dev, threads=threads,
+                    extra={} if init is None else {"init": str(init)})
     # the bar counts against the plan: every step brings its planned count (None while a time limit warms up)
     total = (iters or DEFAULT_ITERS) if time_limit is None and not resume else None
     with progress_callback(f"fit {mode}", total, transient=False) as bar:
         def on_step(it: int, rec: dict) -> None:
             bar(it, rec["planned"], f"fit {mode} loss {rec['loss']:.4f} PSNR {rec['psnr']:.2f} tris {rec['triangles']}")
 
-        metrics = fit(ds, run, cfg, resume=resume, on_step=on_step,
+        metrics = fit(ds, run, cfg, resume=resume, on_step=on_step, init=start,
                       log=lambda msg: err.print(f"facet3d: {msg}", soft_wrap=True, markup=False))
     done = f"{metrics['iterations']} iterations"
     if time_limit is not None:
@@ -229,3 +263,15 @@ def fit_cmd(
               f"SSIM {metrics['ssim']:.4f} -> {run / 'scene.ply'}", soft_wrap=True, markup=False)
     if json_out:
         print_json(metrics)
+
+
+def _init_scene(path: str):
+    """``fit --init``: a triangle-splat scene PLY or an official output (meshes refused)."""
+    from facet3d.plugins.triangle_splatting.render import load_scene
+
+    scene, is_mesh = load_scene(Path(path))
+    if is_mesh:
+        raise UsageError(f"--init {path}: a mesh, not a triangle-splat scene (give a scene PLY or an official "
+                         "Triangle Splatting / TS+ output)")
+    scene.meta.setdefault("source", str(path))  # named in the fit's log
+    return scene

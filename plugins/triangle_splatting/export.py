@@ -1,5 +1,10 @@
 """Triangle-splat scene -> plain mesh `Geometry` (for ``facet3d export``: PLY / GLB / OBJ).
 
+The scene is our scene PLY or an official Triangle Splatting / TS+ output (model folder or
+``.pt``; `facet3d.plugins.triangle_splatting.official`).  ``to_scene=True`` (``facet3d export
+--to-scene``) writes our scene PLY instead of a mesh: the way to convert an official output into
+the documented layout (docs/triangle_splat_ply.md) keeping SH, opacity and sigma.
+
 * TS+ scenes: the shared vertices and faces as they are; per-vertex colour from the SH DC term
   (``0.5 + C0 * dc``, clipped to [0, 1]).
 * TS scenes (free triangles): a triangle soup (3 vertices per face, nothing shared); every
@@ -23,21 +28,37 @@ __all__ = ["scene_to_geometry", "export_scene", "EXPORT_EXTS"]
 EXPORT_EXTS = (".ply", ".glb", ".obj")
 
 
-def export_scene(src, dest, opaque: bool = False, min_opacity: float = 0.5) -> dict:
-    """Read the triangle-splat scene PLY ``src``, write it as a mesh to ``dest`` (one of `EXPORT_EXTS`).
+def export_scene(src, dest, opaque: bool = False, min_opacity: float = 0.5, to_scene: bool = False) -> dict:
+    """Read the triangle-splat scene ``src`` (our scene PLY, or an official TS / TS+ output: model
+    folder or ``.pt``, `official.load_official`), write it as a mesh to ``dest`` (one of `EXPORT_EXTS`).
 
+    to_scene: write our scene PLY instead (`TriangleScene.save_ply`, every parameter kept;
+    docs/triangle_splat_ply.md): ``dest`` must be a .ply (``opaque`` does not apply).
     returns dict(form, triangles, dropped, vertices, faces) for the command's summary line.
     """
     from pathlib import Path
 
     from facet3d.core.errors import UsageError
     from facet3d.core.io.api import check_input_path, write
+    from facet3d.plugins.triangle_splatting.official import is_official_scene, load_official
+    from facet3d.plugins.triangle_splatting.render import is_official_path
     from facet3d.plugins.triangle_splatting.scene import TriangleScene, is_scene_ply
 
-    p = check_input_path(src)
-    if not is_scene_ply(p):
-        raise UsageError(f"{p}: not a triangle-splat scene (use facet3d convert for meshes)")
-    scene = TriangleScene.load_ply(p)
+    if is_official_path(src) or is_official_scene(src):
+        scene = load_official(src)
+    else:
+        p = check_input_path(src)
+        if not is_scene_ply(p):
+            raise UsageError(f"{p}: not a triangle-splat scene (use facet3d convert for meshes)")
+        scene = TriangleScene.load_ply(p)
+    if to_scene:
+        if Path(dest).suffix.lower() != ".ply":
+            raise UsageError(f"{dest}: a scene is written as .ply (docs/triangle_splat_ply.md)")
+        if opaque:
+            raise UsageError("--opaque applies to mesh exports, not to --to-scene (which keeps every triangle)")
+        scene.save_ply(dest)
+        n_vert = scene.vertices.shape[0] if scene.form == "ts+" else 3 * len(scene)
+        return dict(form=scene.form, triangles=len(scene), dropped=0, vertices=n_vert, faces=len(scene))
     geom = scene_to_geometry(scene, opaque=opaque, min_opacity=min_opacity)
     write(Path(dest), geom)
     return dict(form=scene.form, triangles=len(scene), dropped=len(scene) - geom.num_faces,

@@ -233,8 +233,13 @@ def _cpu(obj):
 
 def fit(dataset, out_dir, cfg: FitConfig, resume: bool = False,
         on_step: Callable[[int, dict], None] | None = None, log: Callable[[str], None] | None = None,
-        clock: Callable[[], float] = time.perf_counter) -> dict:
+        clock: Callable[[], float] = time.perf_counter, init=None) -> dict:
     """Train, write ``out_dir`` (scene.ply, checkpoint.pt, metrics.json, log.json, previews/), return metrics.
+
+    ``init``: a `TriangleScene` to start from instead of points (``fit --init``; `SplatModel.from_scene`:
+    its activated values become the raw parameters at the schedule's first step; a new run, so not
+    with ``resume``).  The schedule itself starts afresh (SH degree, learning rates; TS+: sigma
+    annealing and opacity floor).
 
     ``on_step(it, rec)`` after every iteration: rec holds loss, psnr, triangles and ``planned`` (the
     plan's iteration count; None during a time limit's warm-up).  ``clock``: seconds, for the time
@@ -245,7 +250,7 @@ def fit(dataset, out_dir, cfg: FitConfig, resume: bool = False,
     try:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        return _fit(dataset, out_dir, cfg, resume, on_step, log, clock)
+        return _fit(dataset, out_dir, cfg, resume, on_step, log, clock, init)
     finally:
         torch.set_num_threads(threads)
 
@@ -267,11 +272,13 @@ def _log_compile(log) -> None:
         log(f"compiled the CPU rasterizer in {secs:.0f} s (first use; cached on disk for the next runs)")
 
 
-def _fit(dataset, out_dir, cfg: FitConfig, resume: bool, on_step, log, clock) -> dict:
+def _fit(dataset, out_dir, cfg: FitConfig, resume: bool, on_step, log, clock, init=None) -> dict:
     from facet3d.core.checkpoints import load_checkpoint
     from facet3d.core.io.api import atomic_output
     from facet3d.core.ops.image_metrics import psnr, ssim
 
+    if init is not None and resume:
+        raise UsageError("a run starts from an initial scene or resumes its checkpoint, not both")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "previews").mkdir(exist_ok=True)
@@ -307,10 +314,17 @@ def _fit(dataset, out_dir, cfg: FitConfig, resume: bool, on_step, log, clock) ->
         plan, replans, densified = _restore_plan(ck, cfg, start_it, len(model))
         log(f"resumed at iteration {start_it} ({len(model)} triangles)")
     else:
-        pts, cols = initial_points(dataset, cfg.init_points, gen)
-        # initialisation (nearest neighbours, Delaunay) runs on the CPU; training on `dev`
-        model = SplatModel.from_points(cfg.mode, pts.cpu(), None if cols is None else cols.cpu(), gen,
-                                       cfg.init_opacity, cfg.init_sigma, max_radius=20 * pix).to(dev)
+        if init is not None:  # the raw parameters under the schedule's first opacity floor (TS+)
+            model = SplatModel.from_scene(init, cfg.mode, cfg.floor_start if cfg.mode == "ts+" else 0.0).to(dev)
+            where = init.meta.get("source", "the given scene")
+            log(f"initialised {len(model)} triangles from {where}"
+                + (" (TS+ scene unshared into TS triangles)" if init.form != cfg.mode else ""))
+        else:
+            pts, cols = initial_points(dataset, cfg.init_points, gen)
+            # initialisation (nearest neighbours, Delaunay) runs on the CPU; training on `dev`
+            model = SplatModel.from_points(cfg.mode, pts.cpu(), None if cols is None else cols.cpu(), gen,
+                                           cfg.init_opacity, cfg.init_sigma, max_radius=20 * pix).to(dev)
+            log(f"initialised {len(model)} triangles from {len(pts)} points")
         maxw = torch.zeros(len(model), device=dev)
         seen = torch.zeros(len(model), dtype=torch.bool, device=dev)
         order = []  # views left in this epoch (popped from the end)
@@ -318,7 +332,6 @@ def _fit(dataset, out_dir, cfg: FitConfig, resume: bool, on_step, log, clock) ->
         if plan.started:
             replans.append(dict(iteration=0, planned=plan.planned, sec_per_iter=None, triangles=len(model),
                                 reason="iterations"))
-        log(f"initialised {len(model)} triangles from {len(pts)} points")
     sched = Schedule(cfg, len(train.names), plan)
     opt = _optimizer(model, sched.lrs(start_it, extent))
     if resume:

@@ -119,6 +119,39 @@ class SplatModel:
         faces = delaunay_faces(points)
         return cls("ts+", dict(verts=points.clone(), dc=dc, rest=rest, opacity=op), faces=faces)
 
+    @classmethod
+    def from_scene(cls, scene: TriangleScene, form: str | None = None, opacity_floor: float = 0.0) -> "SplatModel":
+        """Raw parameters that `scene` (activated values) activates back to: the inverse of
+        `SplatModel.scene`'s activations (``fit --init``).
+
+        form: the model's form (default: the scene's); a TS+ scene makes a TS model by unsharing
+        its triangles (`TriangleScene.to_ts`), a TS scene cannot make a TS+ one.
+        opacity_floor: the TS+ opacity floor the raw opacities are taken under (the schedule's at
+        the first step); vertex opacities below it come back at the floor.
+        TS: opacity -> logit, sigma -> ``log(sigma - 0.01)`` (sigma below ~0.01 comes back as
+        0.01 + 1e-6: the parametrisation's floor); TS+: opacity -> ``logit((o - floor) / (1 - floor))``
+        and the scene's sigma is dropped (TS+ sigma is scheduled, not trained).  SH above the
+        scene's degree start at 0; logits are clamped to probabilities in [1e-6, 1 - 1e-6].
+        """
+        form = form or scene.form
+        if form == "ts" and scene.form == "ts+":
+            scene = scene.to_ts()
+        elif form == "ts+" and scene.form == "ts":
+            raise GeometryError("a TS scene (free triangles) cannot start a TS+ model (shared vertices)")
+        f32 = lambda t: t.detach().to("cpu", torch.float32).clone()  # noqa: E731
+        n = scene.sh_dc.shape[0]
+        m = scene.sh_rest.shape[1]
+        rest = torch.zeros(n, N_REST, 3)
+        rest[:, :m] = f32(scene.sh_rest)[:, :N_REST]
+        op = f32(scene.opacity)
+        if form == "ts":
+            sig = torch.log((f32(scene.sigma) - 0.01).clamp_min(1e-6))
+            return cls("ts", dict(verts=f32(scene.triangles), dc=f32(scene.sh_dc), rest=rest, opacity=_logit(op),
+                                  sigma=sig))
+        op = (op - opacity_floor) / (1.0 - opacity_floor)
+        return cls("ts+", dict(verts=f32(scene.vertices), dc=f32(scene.sh_dc), rest=rest, opacity=_logit(op)),
+                   faces=scene.faces.detach().to("cpu", torch.int64).clone())
+
     # ------------------------------------------------------------------ activation
     def __len__(self) -> int:
         return self.params["verts"].shape[0] if self.form == "ts" else self.faces.shape[0]

@@ -5,8 +5,10 @@ colours and calls `facet3d.kernels.trisplat.rasterize_triangles` (the compiled n
 for float32, Triton on CUDA, the torch reference otherwise).  Everything is differentiable w.r.t.
 the scene's tensors.
 
-``facet3d render`` (`load_scene`, `render_cameras`, `frame_orbit`, `view_names`, `write_views`)
-writes per view (``<view>`` = the camera's name made file-safe, ``view_000``... for --orbit):
+``facet3d render`` (`load_scene`: scene PLYs, official Triangle Splatting / TS+ outputs through
+`facet3d.plugins.triangle_splatting.official`, meshes; `render_cameras`, `frame_orbit`,
+`view_names`, `write_views`) writes per view (``<view>`` = the camera's name made file-safe,
+``view_000``... for --orbit):
 
 * ``<view>_rgb.png``   8-bit RGB;
 * ``<view>_depth.npy`` (save_depth) HxW float32 z-depth along the camera axis (not the ray
@@ -62,7 +64,8 @@ from facet3d.core.progress import tick
 from facet3d.core.structures.cameras import Cameras, intrinsics_matrix, look_at_R
 
 __all__ = ["render", "orbit_cameras", "frame_orbit", "render_cameras", "load_scene", "auto_hard", "view_names",
-           "write_views", "render_memory", "check_render_memory", "shade", "CAMERAS_FILE", "SHADINGS", "AMBIENT"]
+           "write_views", "render_memory", "check_render_memory", "shade", "CAMERAS_FILE", "SHADINGS", "AMBIENT",
+           "is_official_path"]
 
 CAMERAS_FILE = "cameras.json"
 SHADINGS = ("lambert", "normal", "flat")
@@ -228,14 +231,37 @@ def frame_orbit(scene, n: int, image_size: tuple[int, int], fov: float = 60.0, u
 
 
 def render_cameras(path, image_size: tuple[int, int] | None) -> tuple[Cameras, list[str]]:
-    """Cameras of any layout core reads (`read_cameras`) at ``image_size`` (H, W; None: their own)
+    """Cameras of any layout core reads (`read_cameras`), or an official Triangle Splatting /
+    3DGS ``cameras.json`` (`official.official_cameras`), at ``image_size`` (H, W; None: their own)
     -> (cameras, warnings); cameras without a size need one."""
     from facet3d.core.io.cameras import read_cameras
 
-    cams, warnings = read_cameras(path, image_size)
+    cams = _official_camera_file(Path(path))
+    warnings: list[str] = []
+    if cams is None:
+        cams, warnings = read_cameras(path, image_size)
+    elif image_size is not None:
+        cams = cams.with_image_size(*image_size)
     if cams.image_size is None:
         raise UsageError("the cameras have no image size; give --size WxH")
     return cams, warnings
+
+
+def _official_camera_file(p: Path):
+    """`official_cameras` of ``p`` (a cameras.json, or a folder holding one) when it has the
+    official / 3DGS layout, else None (core's readers take it)."""
+    import json
+
+    from facet3d.plugins.triangle_splatting.official import is_official_cameras, official_cameras
+
+    f = p / CAMERAS_FILE if p.is_dir() else p
+    if not (f.is_file() and f.suffix.lower() == ".json"):
+        return None
+    try:
+        data = json.loads(f.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None  # core's reader says what is wrong with it
+    return official_cameras(f) if is_official_cameras(data) else None
 
 
 def view_names(names: list[str]) -> list[str]:
@@ -251,15 +277,22 @@ def view_names(names: list[str]) -> list[str]:
 
 
 def load_scene(path):
-    """-> ``(TriangleScene, is_mesh)``: a triangle-splat PLY, else any mesh facet3d reads.
+    """-> ``(TriangleScene, is_mesh)``: a triangle-splat PLY, an official Triangle Splatting / TS+
+    output (model folder or ``.pt``, `official.load_official`), else any mesh facet3d reads.
 
     Meshes with (finite, non-zero) vertex normals keep them, per triangle corner in the scene's
     triangle order, as ``scene.meta["normals"]`` [N, 3, 3] float32 (numpy): `render`'s shading
     interpolates them.
     """
     from facet3d.core.io.api import check_input_path, read
+    from facet3d.plugins.triangle_splatting.official import is_official_scene, load_official
     from facet3d.plugins.triangle_splatting.scene import TriangleScene, is_scene_ply
 
+    if is_official_path(path) or is_official_scene(path):
+        scene = load_official(path)
+        if len(scene) == 0:
+            raise UsageError(f"{path}: no triangles: nothing to render")
+        return scene, False
     p = check_input_path(path)
     if is_scene_ply(p):
         scene = TriangleScene.load_ply(p)
@@ -267,6 +300,13 @@ def load_scene(path):
             raise UsageError(f"{path}: no triangles: nothing to render")
         return scene, False
     return scene_from_mesh(read(p), str(path)), True
+
+
+def is_official_path(path) -> bool:
+    """Paths only the official reader takes: folders (no other scene is a folder) and ``.pt`` files
+    (so a damaged or foreign one gets the official reader's precise error, not "unknown format")."""
+    p = Path(path)
+    return p.is_dir() or (p.is_file() and p.suffix.lower() == ".pt")
 
 
 def scene_from_mesh(geom, where: str):
