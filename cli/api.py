@@ -125,6 +125,22 @@ def unit_interval(value: Any) -> Any:
     return _checked(value, lambda v: 0 <= v <= 1, "in [0, 1]")
 
 
+def command_line() -> str:
+    """The command being run, as the user could paste it again (arguments shell-quoted)."""
+    import shlex
+    import sys
+
+    return shlex.join(["facet3d", *sys.argv[1:]])
+
+
+def write_run_page(run_dir: Any, title: str, summary: Optional[dict] = None, description: str = "") -> Any:
+    """``RUN_DIR/index.html`` for a training / fitting run (`facet3d.core.report.run_report`): its pictures,
+    the numbers of ``summary`` and metrics.json, and this command; returns the page's path."""
+    from facet3d.core.report import run_report
+
+    return run_report(run_dir, title, command=command_line(), metrics=summary, description=description)
+
+
 def note(message: str) -> None:
     """A progress message on stderr (``facet3d: ...``): pass it as a library function's ``log``."""
     err.print(f"facet3d: {message}", markup=False, highlight=False, soft_wrap=True)

@@ -42,6 +42,22 @@ def _run_step(step, sample_dir: Path, out_dir: Path, quick: bool) -> dict:
             "out_dir": str(step_dir), "summary": summary}
 
 
+def demo_page(out_dir: Path, steps: list, report: list[dict], sample_dir: Path) -> Path:
+    """``index.html``: each step's pictures, numbers and commands (`facet3d.core.report`)."""
+    from facet3d.core.report import Section, pictures_in, scalar_metrics, write_report
+
+    sections = []
+    for step, r in zip(steps, report):
+        summary = r["summary"] if isinstance(r["summary"], dict) else {}
+        cmds = summary.get("commands") or ([summary["command"]] if summary.get("command") else [])
+        metrics = {k: v for k, v in scalar_metrics(summary).items() if k not in ("command",)}
+        sections.append(Section(step.name, step.description, pictures_in(r["out_dir"]), metrics,
+                                [str(c) for c in cmds], r["status"], r["error"]))
+    line = f"facet3d demo --data {sample_dir} --out {out_dir}"
+    return write_report(out_dir / "index.html", "facet3d demo", sections,
+                        subtitle=f"{line}   ({sum(r['status'] == 'ok' for r in report)} of {len(report)} steps ok)")
+
+
 def demo(
     out_dir: Path = typer.Option(Path("facet3d_demo_out"), "--out", "-o", help="Folder for the results."),
     data: Optional[Path] = typer.Option(None, "--data", help="Sample data folder (default: the checkout's sample_data/)."),
@@ -59,12 +75,13 @@ def demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     report = [_run_step(step, Path(sample_dir), out_dir, quick) for step in steps]
     (out_dir / "demo_report.json").write_text(json.dumps(report, indent=2, default=str))
+    page = demo_page(out_dir, steps, report, sample_dir)
     if json_out:
         print_json(report)
     else:
         for r in report:
             out.print(f"{r['step']:<20} {r['status']:<7} {r['seconds']:>7.2f} s  {r['out_dir']}")
-        out.print(f"results: {out_dir.resolve()}")
+        out.print(f"results: {out_dir.resolve()}  (open {page})")
     if any(r["status"] == "failed" for r in report):
         raise typer.Exit(1)
 

@@ -151,7 +151,8 @@ class ViewLoader:
 
     claims: ``claims(path: Path) -> bool``: cheap test (name, header) whether ``load`` handles ``path``;
             a claimed folder is not searched further.
-    load:   ``load(path: Path, options: ViewOptions) -> list[Layer]``.
+    load:   ``load(path: Path, name: str, options: ViewOptions) -> list[Layer]``; ``name`` is the layer name
+            to use (layers of one path are ``name`` or ``name/...``).
     order:  loaders are asked by ascending order; the generic geometry / camera readers come last.
     """
 

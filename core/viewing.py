@@ -308,7 +308,7 @@ def _file_layers(path: Path, name: str, options: ViewOptions, loaders: list) -> 
 
     ld = _claiming_loader(path, loaders)
     if ld is not None:
-        return resolve(ld.load)(path, options)
+        return resolve(ld.load)(path, name, options)
     if _is_camera_file(path):
         return [camera_layer(path, name, options)]
     return [geometry_layer(read(path), name, str(path), options)]

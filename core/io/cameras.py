@@ -4,6 +4,9 @@ Layouts (all -> core `Cameras`, float64, OpenCV axes, integer pixel centres):
 
 * core JSON (``{"format": "facet3d.cameras", "cameras": [...]}`` or a bare list): `Cameras.load_json`;
 * Blender / NeRF ``transforms*.json`` (``camera_angle_x`` + ``frames``): `Cameras.from_nerf_transforms`;
+* 3D Gaussian Splatting / Triangle Splatting ``cameras.json`` (a list of ``id, img_name, width, height,
+  position`` (camera centre), ``rotation`` (camera-to-world, OpenCV), ``fx, fy``; the principal point is
+  the image centre, ``((W - 1) / 2, (H - 1) / 2)`` with integer pixel centres): `_read_3dgs`;
 * Strecha / fountain-P11 ``cameras.json`` (``{"cameras": {name: {K, R_file, C, ...}}}``): `Cameras.load_strecha`;
 * COLMAP model, text or binary: the model folder, one of its files, or a dataset root with
   ``sparse/0`` / ``sparse`` (`facet3d.core.io.colmap`).
@@ -71,11 +74,36 @@ def _layout(data) -> str:
         return "nerf"
     if isinstance(data, dict) and isinstance(data.get("cameras"), dict):
         return "strecha"
+    if isinstance(data, list) and data and isinstance(data[0], dict) \
+            and all(k in data[0] for k in ("position", "rotation", "fx", "fy")):
+        return "3dgs"
     if isinstance(data, list) or (isinstance(data, dict) and isinstance(data.get("cameras"), list)):
         return "core"
     keys = ", ".join(sorted(data)[:6]) if isinstance(data, dict) else type(data).__name__
     raise FormatError(f"unknown camera layout (keys: {keys}); expected core camera JSON, NeRF transforms "
-                      "(camera_angle_x + frames), Strecha cameras.json or a COLMAP model")
+                      "(camera_angle_x + frames), 3DGS / Triangle Splatting cameras.json, Strecha cameras.json or a "
+                      "COLMAP model")
+
+
+def _read_3dgs(f: Path, data: list):
+    """The 3DGS / Triangle Splatting ``cameras.json`` (module docstring) -> `Cameras` named by img_name."""
+    import numpy as np
+
+    from facet3d.core.structures.cameras import Cameras, intrinsics_matrix
+
+    try:
+        C = np.array([c["position"] for c in data], dtype=np.float64).reshape(-1, 3)
+        R = np.array([c["rotation"] for c in data], dtype=np.float64).reshape(-1, 3, 3)
+        W = [int(c["width"]) for c in data]
+        H = [int(c["height"]) for c in data]
+        K = np.stack([intrinsics_matrix(float(c["fx"]), float(c["fy"]), (w - 1) / 2.0, (h - 1) / 2.0).numpy()
+                      for c, w, h in zip(data, W, H)])
+        names = [str(c.get("img_name", c.get("id", i))) for i, c in enumerate(data)]
+        return Cameras.from_centre(C, R, K, np.stack([H, W], 1), names)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{f}: malformed camera entry ({type(exc).__name__}: {exc})") from None
+    except GeometryError as exc:  # non-finite values, shapes that do not agree
+        raise InputError(f"{f}: {exc}") from None
 
 
 def _read_nerf(f: Path, image_size):
@@ -118,6 +146,9 @@ def read_cameras(path: str | Path, image_size: tuple[int, int] | None = None) ->
             raise FormatError(f"{f}: {exc}") from None
         if kind == "nerf":
             return _read_nerf(f, image_size), warnings
+        if kind == "3dgs":
+            cams = _read_3dgs(f, data)
+            return (cams.with_image_size(*image_size) if image_size is not None else cams), warnings
         try:
             cams = Cameras.load_strecha(f) if kind == "strecha" else Cameras.load_json(f)
         except (KeyError, TypeError, ValueError, GeometryError) as exc:

@@ -49,10 +49,15 @@ def convert(ctx: DemoContext) -> dict[str, Any]:
             # STL stores a triangle soup: only the faces survive as such
             same = back.num_faces == src.num_faces and (ext == "stl" or back.num_points == src.num_points)
             results.append({"from": rel, "to": dst.name, "points": back.num_points, "faces": back.num_faces, "round_trip_counts_equal": same})
+    from facet3d.core.preview import save_preview
+
+    save_preview(out / "stanford-bunny_views.png", read(out / "stanford-bunny.glb"), up=(0, 1, 0))
     if not all(r["round_trip_counts_equal"] for r in results):
         bad = [r["to"] for r in results if not r["round_trip_counts_equal"]]
         raise Facet3DError(f"round trip changed counts for {', '.join(bad)}")
-    return {"converted": len(results), "files": [r["to"] for r in results]}
+    return {"converted": len(results), "files": [r["to"] for r in results],
+            "commands": [f"facet3d convert {ctx.sample_dir}/{BUNNY} OUT/stanford-bunny.glb",
+                         f"facet3d convert {ctx.sample_dir}/las/simple.las OUT/simple.laz"]}
 
 
 def normals(ctx: DemoContext) -> dict[str, Any]:
@@ -64,7 +69,12 @@ def normals(ctx: DemoContext) -> dict[str, Any]:
     geom.normals = np.asarray(estimate_normals(geom.vertices, k=20, orient="consistent"))
     agreement = float(neighbour_sign_agreement(geom.vertices, geom.normals, k=10))
     dst = write(Path(ctx.out_dir) / "bunny_scan_normals.ply", geom)
-    return {"points": geom.num_points, "neighbour_sign_agreement": round(agreement, 4), "output": dst.name}
+    from facet3d.core.preview import save_preview
+
+    # normals as colours ((n + 1) / 2): a consistently oriented field changes colour smoothly
+    save_preview(Path(ctx.out_dir) / "bunny_scan_normals.png", geom, up=(0, 1, 0), colors=(geom.normals + 1) / 2)
+    return {"points": geom.num_points, "neighbour_sign_agreement": round(agreement, 4), "output": dst.name,
+            "command": f"facet3d pipeline run {ctx.sample_dir}/{SCAN} -s normals --out OUT"}
 
 
 def sampling(ctx: DemoContext) -> dict[str, Any]:
@@ -91,6 +101,9 @@ def sampling(ctx: DemoContext) -> dict[str, Any]:
     other = np.asarray(sample_mesh_surface(mesh.vertices, mesh.faces, n, seed=1).points)
     cd = chamfer_distance(pts, other, norm="l2")
     fs = fscore(pts, other, 0.01 * diag)
+    from facet3d.core.preview import save_preview
+
+    save_preview(out / "bunny_fps1024.png", Geometry(vertices=pts[idx]), up=(0, 1, 0))
     return {"samples": n, "voxel_points": int(len(vox.points)), "fps_points": 1024,
             "chamfer_l2_between_two_samplings": float(cd.chamfer.reshape(-1)[0]),
             "fscore_at_1pct": float(fs.fscore.reshape(-1)[0])}

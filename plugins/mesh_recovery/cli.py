@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 
 from facet3d.core.errors import UsageError
-from facet3d.cli.api import group, non_negative, note, out, parse_floats, positive, print_json, progress_callback, unit_interval
+from facet3d.cli.api import write_run_page, group, non_negative, note, out, parse_floats, positive, print_json, progress_callback, unit_interval
 
 MESH_HELP = """Recover a surface mesh from a point cloud, from depth maps, or from a triangle soup.
 
@@ -347,6 +347,7 @@ def train_body(
     body_model = load_body_model(model)
     with progress_callback("train") as bar:
         summary = train_detector(data, out_dir, opt, body_model, test=test, resume=resume, progress=bar, log=note)
+    write_run_page(out_dir, "Body detector training", summary)
     if json_out:
         print_json(summary)
     else:

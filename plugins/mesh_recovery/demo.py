@@ -17,6 +17,7 @@ def run(ctx: DemoContext) -> dict[str, Any]:
     from facet3d.core.io.api import read, write
     from facet3d.core.io.record import Geometry
     from facet3d.core.ops.sampling import sample_mesh_surface
+    from facet3d.core.preview import save_preview
 
     from .surface_metrics import compare, fscore_at
     from .surface_points import PointsToMesh, reconstruct_points
@@ -30,10 +31,14 @@ def run(ctx: DemoContext) -> dict[str, Any]:
     pts = Geometry(np.asarray(s.points), normals=np.asarray(s.normals))
     out = Path(ctx.out_dir)
     write(out / "bunny_points.ply", pts)
-    summary: dict[str, Any] = {"points": n}
+    summary: dict[str, Any] = {"points": n, "commands": [
+        f"facet3d convert {src} OUT/bunny_points.ply --sample {n} --normals",
+        "facet3d mesh OUT/bunny_points.ply --method poisson --out OUT/bunny_poisson_trimmed.ply",
+        f"facet3d mesh {Path(ctx.sample_dir) / 'scans' / 'bunny.pcd'} --out OUT/bunny_scan_mesh.ply"]}
     for name, opts in (("trimmed", PointsToMesh(method="poisson")), ("watertight", PointsToMesh(method="poisson", watertight=True))):
         mesh = reconstruct_points(pts, opts)
         write(out / f"bunny_poisson_{name}.ply", mesh)
+        save_preview(out / f"bunny_poisson_{name}.png", mesh, up=(0, 1, 0))
         m = compare(mesh, gt, n=n)
         summary[name] = {"faces": mesh.num_faces, "fscore_1pct": round(fscore_at(m), 4),
                          "chamfer_l1": m["chamfer_l1"], "watertight": m["pred_topology"]["watertight"]}
@@ -43,6 +48,7 @@ def run(ctx: DemoContext) -> dict[str, Any]:
         opts = PointsToMesh()
         mesh = reconstruct_points(Geometry(scan.vertices), opts)
         write(out / "bunny_scan_mesh.ply", mesh)
+        save_preview(out / "bunny_scan_mesh.png", mesh, up=(0, 1, 0))
         summary["scan"] = {"points": scan.num_points, "faces": mesh.num_faces, "method": opts.info.get("method_reason"),
                            "normals": opts.info.get("normals")}
     return summary

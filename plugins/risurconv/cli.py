@@ -13,7 +13,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from facet3d.cli.api import expand_inputs, group, note, out, print_json, progress_callback, resolve_device, run_batch
+from facet3d.cli.api import command_line, expand_inputs, write_run_page, group, note, out, print_json, progress_callback, resolve_device, run_batch
 from facet3d.core.errors import UsageError
 
 FORMAT_HELP = "Dataset layout: modelnet40 | modelnet-off | scanobjectnn | shapenet-part | folder | synthetic."
@@ -42,16 +42,13 @@ EVAL_BATCH = typer.Option(32, "--batch-size", min=1)
 REPORT_OUT = typer.Option(None, "--out", "-o", help="Folder for the metrics JSON and confusion matrix PNG.")
 
 
-def _command_line() -> str:
-    return "facet3d " + " ".join(sys.argv[1:])
-
-
 def _train(task: str, json_out: bool, **kw: Any) -> None:
     from facet3d.plugins.risurconv.train import train_on_format
 
     kw["device"] = resolve_device(kw["device"])
     with progress_callback("train") as bar:
-        summary = train_on_format(task, command=_command_line(), progress=bar, log=note, **kw)
+        summary = train_on_format(task, command=command_line(), progress=bar, log=note, **kw)
+    write_run_page(kw["out"], f"RISurConv {task} training", summary)
     if json_out:
         print_json(summary)
         return

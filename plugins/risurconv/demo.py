@@ -95,4 +95,10 @@ def run(ctx) -> dict[str, Any]:
         cats, cp, part_names = seg_mapping(smeta)
         res = segment_file(seg, src, out / "lollipop_parts.ply", sn, cats, cp, part_names, category=None)
         summary["segmentation"] = {k: res[k] for k in ("category", "part_counts", "out")}
+        from facet3d.core.io.api import read
+        from facet3d.core.preview import save_preview
+
+        save_preview(out / "lollipop_parts.png", read(out / "lollipop_parts.ply"), up=tuple(R[:, 2]))  # parts' colours
+    summary["commands"] = [f"facet3d classify {files[0] if files else 'SHAPE'} --ckpt {ckpt} --top-k 3",
+                           f"facet3d segment OUT/lollipop_rotated.ply --ckpt {seg_ckpt} --out OUT/lollipop_parts.ply"]
     return summary

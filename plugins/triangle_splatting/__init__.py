@@ -16,6 +16,7 @@ Modules (imported lazily; this module imports neither torch nor open3d):
 * `export`  - `scene_to_geometry`, `export_scene` (TS+ -> shared mesh, TS -> triangle soup; SH DC colours);
 * `mesh_eval` - TS+ mesh scoring by ray casting (core's `facet3d.core.ops.raycast`);
 * `demo`    - the ``triangle-splatting`` step of ``facet3d demo``;
+* `official` - scenes trained by the official Triangle Splatting / TS+ code (`load_official`);
 * `view`    - the `ViewLoader` for ``facet3d view`` (preview mesh + exact render of a scene);
 * `steps`   - the ``render`` pipeline step of ``facet3d batch`` (mesh -> a folder of orbit views).
 """

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import typer
 
-from facet3d.cli.api import (err, non_negative, parse_floats, parse_size, positive, print_json,
+from facet3d.cli.api import (write_run_page, err, non_negative, parse_floats, parse_size, positive, print_json,
                              progress_callback, resolve_device, unit_interval, warn)
 from facet3d.core.errors import UsageError
 
@@ -52,6 +52,9 @@ def parse_up(text: str) -> tuple[float, float, float]:
     return parse_axis(text, "--up")
 
 
+OPACITY_FLOOR = typer.Option(0.9999, "--opacity-floor", min=0.0, max=1.0, help="Official TS+ scenes: the vertex-opacity floor, which their code does not save (0.9999 = the end of training).")
+
+
 def register(app: typer.Typer) -> None:
     app.command("render")(render_cmd)
     app.command("export")(export_cmd)
@@ -71,6 +74,7 @@ def render_cmd(
     hard: Optional[bool] = typer.Option(None, "--hard/--soft", help="Z-buffer (hard) or soft splatting; default: hard for meshes and opaque TS+ scenes, soft for others."),
     fov: float = typer.Option(60.0, "--fov", callback=_fov, help="--orbit: field of view of the shorter image side, degrees in (0, 180) (60 keeps the bounding sphere in view)."),
     up: str = typer.Option("z", "--up", help="--orbit: up axis x|y|z (optionally -x, -y, -z)."),
+    opacity_floor: float = OPACITY_FLOOR,
     json_out: bool = typer.Option(False, "--json", help="Print the list of written files as JSON on stdout."),
 ) -> None:
     """Render a triangle-splatting scene or a mesh to PNG images (and depth / alpha arrays).
@@ -111,7 +115,7 @@ def render_cmd(
         cams, warnings = render_cameras(Path(cameras), hw)
         for w in warnings:
             warn(w)
-    scene, is_mesh = load_scene(Path(src))
+    scene, is_mesh = load_scene(Path(src), opacity_floor=opacity_floor)
     if shading is not None and not is_mesh:
         raise UsageError(f"--shading applies to meshes; {src} is a triangle-splat scene, which renders with its "
                          "own colours (drop --shading)")
@@ -148,6 +152,7 @@ def export_cmd(
     opaque: bool = typer.Option(False, "--opaque", help="Drop triangles whose opacity is below --min-opacity (TS+: min of the corners')."),
     min_opacity: float = typer.Option(0.5, "--min-opacity", callback=unit_interval, help="--opaque: opacity threshold in [0, 1]."),
     to_scene: bool = typer.Option(False, "--to-scene", help="Write the triangle-splat scene PLY (SH, opacity and sigma kept; docs/triangle_splat_ply.md) instead of a mesh: converts official Triangle Splatting / TS+ outputs."),
+    opacity_floor: float = OPACITY_FLOOR,
 ) -> None:
     """Export a triangle-splatting scene as a plain coloured mesh (PLY, GLB or OBJ).
 
@@ -172,7 +177,8 @@ def export_cmd(
         raise UsageError(f"--out {out}: unsupported extension {ext or '(none)'!r} (use .ply, .glb or .obj)")
     if to_scene and opaque:
         raise UsageError("--opaque applies to mesh exports, not to --to-scene (which keeps every triangle)")
-    r = export_scene(src, Path(out), opaque=opaque, min_opacity=min_opacity, to_scene=to_scene)
+    r = export_scene(src, Path(out), opaque=opaque, min_opacity=min_opacity, to_scene=to_scene,
+                     opacity_floor=opacity_floor)
     extra = f", dropped {r['dropped']} with opacity < {min_opacity:g}" if opaque else ""
     what = "scene PLY" if to_scene else "mesh"
     err.print(f"facet3d: exported {r['form']} scene {src} ({r['triangles']} triangles{extra}) to {out} as a {what} "
@@ -198,6 +204,7 @@ def fit_cmd(
     seed: int = typer.Option(0, "--seed"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for torch."),
     device: str = typer.Option("auto", "--device", help="cpu | cuda | cuda:N | auto (everything trains there)."),
+    opacity_floor: float = OPACITY_FLOOR,
     json_out: bool = typer.Option(False, "--json", help="Print the final metrics as JSON on stdout."),
 ) -> None:
     """Fit triangles to posed photos (Triangle Splatting / Triangle Splatting+).
@@ -229,7 +236,7 @@ def fit_cmd(
     from facet3d.plugins.triangle_splatting.fit import DEFAULT_ITERS, FitConfig, check_run_dir, fit
 
     check_run_dir(run, resume)
-    start = _init_scene(init) if init is not None else None
+    start = _init_scene(init, opacity_floor) if init is not None else None
     if start is not None and mode == "ts+" and start.form == "ts":
         raise UsageError(f"--init {init}: a TS scene (free triangles) cannot start a --mode ts+ fit (shared "
                          "vertices); use --mode ts")
@@ -252,6 +259,7 @@ def fit_cmd(
 
         metrics = fit(ds, run, cfg, resume=resume, on_step=on_step, init=start,
                       log=lambda msg: err.print(f"facet3d: {msg}", soft_wrap=True, markup=False))
+    write_run_page(run, f"Triangle splatting fit ({mode})", metrics)
     done = f"{metrics['iterations']} iterations"
     if time_limit is not None:
         state = "schedule completed" if metrics["schedule_completed"] else \
@@ -265,11 +273,11 @@ def fit_cmd(
         print_json(metrics)
 
 
-def _init_scene(path: str):
+def _init_scene(path: str, opacity_floor: float = 0.9999):
     """``fit --init``: a triangle-splat scene PLY or an official output (meshes refused)."""
     from facet3d.plugins.triangle_splatting.render import load_scene
 
-    scene, is_mesh = load_scene(Path(path))
+    scene, is_mesh = load_scene(Path(path), opacity_floor=opacity_floor)
     if is_mesh:
         raise UsageError(f"--init {path}: a mesh, not a triangle-splat scene (give a scene PLY or an official "
                          "Triangle Splatting / TS+ output)")

@@ -38,7 +38,7 @@ def triangle_splatting(ctx: DemoContext) -> dict[str, Any]:
     images, coverage = [], []
     with torch.no_grad():
         for i in range(n_views):
-            o = render(scene, cams[i], background=(1.0, 1.0, 1.0), hard=True)
+            o = render(scene, cams[i], background=(1.0, 1.0, 1.0), hard=True, shading="lambert")
             rgb = (o["rgb"][0].clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
             coverage.append(float((o["alpha"][0] > 0).float().mean()))
             path = out / f"ts_view_{i:03d}.png"
@@ -58,7 +58,9 @@ def triangle_splatting(ctx: DemoContext) -> dict[str, Any]:
             "min_coverage": round(min(coverage), 4), "scene": scene_path.name, "scene_form": back_scene.form,
             "export": mesh_path.name, "faces": geom.num_faces, "exported_faces": back.num_faces,
             "exported_vertices": back.num_points, "round_trip_faces_equal": back.num_faces == geom.num_faces,
-            "has_vertex_colors": back.colors is not None and bool(np.isfinite(back.colors).all())}
+            "has_vertex_colors": back.colors is not None and bool(np.isfinite(back.colors).all()),
+            "commands": [f"facet3d render {src} --orbit {n_views} --size {W}x{H} --shading lambert --out OUT",
+                         "facet3d export OUT/fuze_ts_plus.ply --out OUT/fuze_ts_export.ply"]}
 
 
 SCENE = "multiview/bunny_blender"

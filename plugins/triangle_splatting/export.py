@@ -28,7 +28,8 @@ __all__ = ["scene_to_geometry", "export_scene", "EXPORT_EXTS"]
 EXPORT_EXTS = (".ply", ".glb", ".obj")
 
 
-def export_scene(src, dest, opaque: bool = False, min_opacity: float = 0.5, to_scene: bool = False) -> dict:
+def export_scene(src, dest, opaque: bool = False, min_opacity: float = 0.5, to_scene: bool = False,
+                 opacity_floor: float = 0.9999) -> dict:
     """Read the triangle-splat scene ``src`` (our scene PLY, or an official TS / TS+ output: model
     folder or ``.pt``, `official.load_official`), write it as a mesh to ``dest`` (one of `EXPORT_EXTS`).
 
@@ -45,7 +46,7 @@ def export_scene(src, dest, opaque: bool = False, min_opacity: float = 0.5, to_s
     from facet3d.plugins.triangle_splatting.scene import TriangleScene, is_scene_ply
 
     if is_official_path(src) or is_official_scene(src):
-        scene = load_official(src)
+        scene = load_official(src, opacity_floor=opacity_floor)
     else:
         p = check_input_path(src)
         if not is_scene_ply(p):

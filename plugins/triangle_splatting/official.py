@@ -61,9 +61,9 @@ from pathlib import Path
 
 import torch
 
-from facet3d.core.errors import FormatError, GeometryError, InputError
+from facet3d.core.errors import FormatError, InputError
 
-__all__ = ["is_official_scene", "load_official", "official_cameras", "is_official_cameras", "find_state_file",
+__all__ = ["is_official_scene", "load_official", "official_cameras", "find_state_file",
            "official_model_dir", "STATE_FILE", "DEFAULT_OPACITY_FLOOR"]
 
 STATE_FILE = "point_cloud_state_dict.pt"
@@ -281,13 +281,6 @@ def load_official(path, opacity_floor: float = DEFAULT_OPACITY_FLOOR, iteration:
 
 
 # ---------------------------------------------------------------------------------------- cameras
-def is_official_cameras(data) -> bool:
-    """Parsed JSON in the 3DGS / official ``cameras.json`` layout (a list of entries with
-    ``position``, ``rotation``, ``fx``, ``fy``, ``width``, ``height``)?"""
-    return isinstance(data, list) and bool(data) and isinstance(data[0], dict) \
-        and all(k in data[0] for k in ("position", "rotation", "fx", "fy"))
-
-
 def official_cameras(model_dir):
     """The cameras of an official model's ``cameras.json`` as a core `Cameras` batch (indexable,
     ``len``; names = ``img_name``), None when there is none.
@@ -298,11 +291,7 @@ def official_cameras(model_dir):
     ``position`` is the camera centre, ``rotation`` camera-to-world (OpenCV axes): R = rotation^T,
     t = -R position; K = (fx, fy, (W - 1) / 2, (H - 1) / 2), the official centred principal point.
     """
-    import json
-
-    import numpy as np
-
-    from facet3d.core.structures.cameras import Cameras, intrinsics_matrix
+    from facet3d.core.io.cameras import read_cameras
 
     p = Path(model_dir)
     if p.is_file() and p.suffix.lower() == ".json":
@@ -312,23 +301,4 @@ def official_cameras(model_dir):
         f = d / "cameras.json"
     if not f.is_file():
         return None
-    try:
-        data = json.loads(f.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{f}: cannot read cameras ({type(exc).__name__}: {exc})") from None
-    if not is_official_cameras(data):
-        raise FormatError(f"{f}: not the official cameras.json layout (a list of id, img_name, width, height, "
-                          "position, rotation, fx, fy)")
-    try:
-        C = np.array([c["position"] for c in data], dtype=np.float64).reshape(-1, 3)
-        R = np.array([c["rotation"] for c in data], dtype=np.float64).reshape(-1, 3, 3)
-        W = [int(c["width"]) for c in data]
-        H = [int(c["height"]) for c in data]
-        K = np.stack([intrinsics_matrix(float(c["fx"]), float(c["fy"]), (w - 1) / 2.0, (h - 1) / 2.0).numpy()
-                      for c, w, h in zip(data, W, H)])
-        names = [str(c.get("img_name", c.get("id", i))) for i, c in enumerate(data)]
-        return Cameras.from_centre(C, R, K, np.stack([H, W], 1), names)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{f}: malformed camera entry ({type(exc).__name__}: {exc})") from None
-    except GeometryError as exc:  # non-finite values, shapes that do not agree
-        raise InputError(f"{f}: {exc}") from None
+    return read_cameras(f)[0]

@@ -231,37 +231,15 @@ def frame_orbit(scene, n: int, image_size: tuple[int, int], fov: float = 60.0, u
 
 
 def render_cameras(path, image_size: tuple[int, int] | None) -> tuple[Cameras, list[str]]:
-    """Cameras of any layout core reads (`read_cameras`), or an official Triangle Splatting /
-    3DGS ``cameras.json`` (`official.official_cameras`), at ``image_size`` (H, W; None: their own)
-    -> (cameras, warnings); cameras without a size need one."""
+    """Cameras of any layout core reads (`read_cameras`, the official Triangle Splatting / 3DGS
+    ``cameras.json`` included) at ``image_size`` (H, W; None: their own) -> (cameras, warnings);
+    cameras without a size need one."""
     from facet3d.core.io.cameras import read_cameras
 
-    cams = _official_camera_file(Path(path))
-    warnings: list[str] = []
-    if cams is None:
-        cams, warnings = read_cameras(path, image_size)
-    elif image_size is not None:
-        cams = cams.with_image_size(*image_size)
+    cams, warnings = read_cameras(path, image_size)
     if cams.image_size is None:
         raise UsageError("the cameras have no image size; give --size WxH")
     return cams, warnings
-
-
-def _official_camera_file(p: Path):
-    """`official_cameras` of ``p`` (a cameras.json, or a folder holding one) when it has the
-    official / 3DGS layout, else None (core's readers take it)."""
-    import json
-
-    from facet3d.plugins.triangle_splatting.official import is_official_cameras, official_cameras
-
-    f = p / CAMERAS_FILE if p.is_dir() else p
-    if not (f.is_file() and f.suffix.lower() == ".json"):
-        return None
-    try:
-        data = json.loads(f.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None  # core's reader says what is wrong with it
-    return official_cameras(f) if is_official_cameras(data) else None
 
 
 def view_names(names: list[str]) -> list[str]:
@@ -276,7 +254,7 @@ def view_names(names: list[str]) -> list[str]:
     return out
 
 
-def load_scene(path):
+def load_scene(path, opacity_floor: float = 0.9999):
     """-> ``(TriangleScene, is_mesh)``: a triangle-splat PLY, an official Triangle Splatting / TS+
     output (model folder or ``.pt``, `official.load_official`), else any mesh facet3d reads.
 
@@ -289,7 +267,7 @@ def load_scene(path):
     from facet3d.plugins.triangle_splatting.scene import TriangleScene, is_scene_ply
 
     if is_official_path(path) or is_official_scene(path):
-        scene = load_official(path)
+        scene = load_official(path, opacity_floor=opacity_floor)
         if len(scene) == 0:
             raise UsageError(f"{path}: no triangles: nothing to render")
         return scene, False

@@ -54,17 +54,16 @@ def splat_layer(scene, name: str, source: str):
     return SplatLayer(name, source, preview=preview, render=render_view, count=len(scene), form=scene.form)
 
 
-def load(path: Path, options) -> list:
+def load(path: Path, name: str, options) -> list:
     from facet3d.plugins.triangle_splatting.scene import TriangleScene, is_scene_ply
 
     p = Path(path)
-    name = p.stem if p.is_file() else p.name
     if p.is_file() and p.suffix.lower() == ".ply" and is_scene_ply(p):
         return [splat_layer(TriangleScene.load_ply(p), name, str(p))]
     off = _official()
     scene = off.load_official(p, opacity_floor=options.opacity_floor)
     layers = [splat_layer(scene, name, str(p))]
-    cams = off.official_cameras(p) if hasattr(off, "official_cameras") else None
+    cams = off.official_cameras(p)
     if cams is not None:
         from facet3d.core.viewing import CamerasLayer
 

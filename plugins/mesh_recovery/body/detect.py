@@ -90,7 +90,7 @@ def _overlay(path: Path, img: np.ndarray, meshes: list[np.ndarray], faces: np.nd
     from facet3d.core.structures.cameras import intrinsics_matrix
     from facet3d.kernels.trisplat import rasterize_triangles
 
-    from .picture import head_light
+    from facet3d.core.preview import head_light
 
     H, W = img.shape[:2]
     out = img.astype(np.float32) / 255

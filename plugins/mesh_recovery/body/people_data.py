@@ -171,7 +171,7 @@ def render_people(vertices: Tensor, faces: Tensor, face_colour: Tensor, backgrou
     from facet3d.core.structures.cameras import intrinsics_matrix
     from facet3d.kernels.trisplat import rasterize_triangles
 
-    from .picture import head_light
+    from facet3d.core.preview import head_light
 
     H, W = background.shape[1:]
     P = vertices.shape[0]

@@ -13,16 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["fit_picture", "head_light"]
+from facet3d.core.preview import head_light
 
-
-def head_light(tri: torch.Tensor, ambient: float = 0.25) -> torch.Tensor:
-    """Brightness [F] of camera-frame triangles [F, 3, 3] lit from the eye: ambient + the rest by the
-    |cosine| between each face's normal and its line of sight (both windings lit alike)."""
-    n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    view = tri.mean(1) / tri.mean(1).norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return ambient + (1 - ambient) * (n * view).sum(-1).abs()
+__all__ = ["fit_picture"]
 
 
 def _view(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray, dist: np.ndarray, eye: np.ndarray,
