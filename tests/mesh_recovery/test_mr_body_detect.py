@@ -226,8 +226,9 @@ def test_commands_make_train_detect(cli, anny, tmp_path):
     r = cli("train", "body", str(data), "--test", str(data), "--epochs", "1", "--batch-size", "2", "--out", str(run), "--json")
     assert r.returncode == 0, r.stderr
     for name in ("best_model.safetensors", "best_model.json", "last_model.safetensors", "log.json", "curves.png",
-                 "train_state.pt"):
+                 "train_state.pt", "index.html"):
         assert (run / name).is_file(), name
+    assert 'src="curves.png"' in (run / "index.html").read_text()
     train_detector(data, run, TrainOptions(epochs=2, batch_size=2), anny, resume=True)  # resumes at epoch 2
     assert [row["epoch"] for row in json.loads((run / "log.json").read_text())] == [1, 2]
     ckpt = run / "best_model.safetensors"

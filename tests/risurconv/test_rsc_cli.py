@@ -143,6 +143,8 @@ def test_train_cli_resume_and_usage_errors(cli, tmp_path):
     assert "resuming" in res.stderr
     log = json.loads((run / "log.json").read_text())
     assert [r["epoch"] for r in log] == [1, 2]
+    page = (run / "index.html").read_text()  # rewritten by the resumed run: its command line
+    assert 'src="curves.png"' in page and "--resume --epochs 2" in page
     meta = json.loads((run / "last_model.json").read_text())
     assert meta["trained_with"]["epochs"] == 2 and "--resume" in meta["trained_with"]["command"]
     for bad, needle in ((("train", "classifier", "--out", str(tmp_path / "x")), "--format"),

@@ -222,8 +222,10 @@ def test_fit_command_on_a_blender_folder(tmp_path, cli):
     assert r.returncode == 0, r.stderr
     metrics = json.loads(r.stdout)
     assert metrics["iterations"] == 30 and metrics["eval_views"] == 2 and math.isfinite(metrics["psnr"])
-    for name in ("scene.ply", "checkpoint.pt", "metrics.json", "log.json"):
+    for name in ("scene.ply", "checkpoint.pt", "metrics.json", "log.json", "index.html"):
         assert (run / name).is_file()
+    page = (run / "index.html").read_text()  # the run's page: its previews, numbers and this command
+    assert "previews/it000030.png" in page and "<th>psnr</th>" in page and "--init-points 300" in page
     r2 = cli("fit", str(tmp_path / "ds"), "--out", str(run), "--iters", "30")
     assert r2.returncode == 2 and "--resume" in r2.stderr and "Traceback" not in r2.stderr
     r3 = cli("fit", str(tmp_path / "ds"), "--out", str(run), "--iters", "40", "--resume", "--json")

@@ -112,6 +112,31 @@ def test_a_folder_shows_everything_in_it_and_reports_what_it_skips(content, tmp_
     assert len(skipped) == 1 and "broken.ply" in skipped[0]
 
 
+def test_an_official_triangle_splatting_model_shows_with_its_cameras(tmp_path):
+    import json
+
+    import torch
+
+    from facet3d.core.structures.cameras import Cameras
+
+    it = tmp_path / "garden" / "point_cloud" / "iteration_30000"
+    it.mkdir(parents=True)
+    n = 5
+    torch.save({"triangles_points": torch.rand(n, 3, 3), "sigma": torch.zeros(n, 1), "opacity": torch.zeros(n, 1),
+                "features_dc": torch.zeros(n, 1, 3), "features_rest": torch.zeros(n, 15, 3), "active_sh_degree": 0},
+               it / "point_cloud_state_dict.pt")
+    cams = Cameras.from_centre(torch.tensor([[0.0, 0, -3]]), torch.eye(3)[None], torch.tensor([[[50.0, 0, 31.5],
+                               [0, 50, 23.5], [0, 0, 1]]]), [(48, 64)])
+    (tmp_path / "garden" / "cameras.json").write_text(json.dumps([dict(
+        id=0, img_name="DSC_0001", width=64, height=48, position=[0, 0, -3], rotation=np.eye(3).tolist(),
+        fx=50.0, fy=50.0)]))
+    layers, _ = collect_layers([tmp_path / "garden"], ViewOptions())
+    assert [ly.kind for ly in layers] == ["splat", "cameras"]
+    assert layers[0].count == n and layers[0].form == "ts" and layers[0].name == "garden"
+    got = layers[1].cameras
+    assert torch.allclose(got.K, cams.K) and torch.allclose(got.R, cams.R) and torch.allclose(got.t, cams.t)
+
+
 def test_colour_by_scalar_and_bad_attribute():
     g = _cloud()
     cols, what = point_colours(g, "intensity")
