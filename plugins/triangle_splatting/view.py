@@ -45,10 +45,13 @@ def splat_layer(scene, name: str, source: str):
     preview = MeshLayer(f"{name}/preview", source, np.asarray(geom.vertices, dtype=np.float64),
                         np.asarray(geom.faces), (np.clip(geom.colors[:, :3], 0, 1) * 255 + 0.5).astype(np.uint8))
     scene32 = scene.to(dtype=torch.float32)
+    v = preview.vertices
+    near = max(1e-3 * float(np.linalg.norm(v.max(0) - v.min(0))), 1e-6) if len(v) else 0.01  # small scenes: the
+    # renderer's default near plane (0.2, metres) would clip an object a browser looks at from 20 cm
 
     def render_view(cameras, background=(1.0, 1.0, 1.0)) -> np.ndarray:
         with torch.no_grad():
-            o = render(scene32, cameras.to(dtype=torch.float32), background=background, hard=False)
+            o = render(scene32, cameras.to(dtype=torch.float32), background=background, hard=False, near=near)
         return (o["rgb"][0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
     return SplatLayer(name, source, preview=preview, render=render_view, count=len(scene), form=scene.form)
