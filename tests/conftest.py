@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,8 @@ _GUARDED_ENV_PREFIXES = ("FACET3D_", "TRITON_", "OMP_", "MKL_", "CUDA_VISIBLE_DE
 
 def _guarded_state() -> dict[str, object]:
     state: dict[str, object] = {k: v for k, v in os.environ.items() if k.startswith(_GUARDED_ENV_PREFIXES)}
+    # an ignored SIGINT here is inherited by every CLI subprocess a later test starts (Ctrl-C tests)
+    state["signal.SIGINT"] = signal.getsignal(signal.SIGINT)
     torch = sys.modules.get("torch")
     if torch is not None:  # only when some test imported it: the startup tests must not pay for it
         state["torch.num_threads"] = torch.get_num_threads()
@@ -77,6 +80,8 @@ def _no_leaked_global_state(request):
             torch.set_default_dtype(before[k])
         elif k == "torch.grad_enabled":
             torch.set_grad_enabled(before[k])
+        elif k == "signal.SIGINT":
+            signal.signal(signal.SIGINT, before[k])
         elif k in before:
             os.environ[k] = before[k]
         else:

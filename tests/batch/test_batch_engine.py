@@ -220,6 +220,14 @@ def test_resume_after_interrupt_runs_only_what_is_missing(tmp_path, inputs, test
     assert len(plan_batch(changed, [str(inputs)], resumed).todo) == 9
 
 
+def _signal_masks(pid: int) -> str:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return "(no /proc)"
+    return " ".join(ln.replace("\t", "") for ln in lines if ln.startswith(("SigIgn", "SigCgt", "SigBlk")))
+
+
 def test_ctrl_c_on_the_cli_keeps_finished_outputs_and_resume_finishes(tmp_path, inputs):
     """A real SIGINT to `facet3d batch`: exit 130, report written (interrupted), no partial files;
     `--resume` completes the batch with outputs identical to an uninterrupted run."""
@@ -230,14 +238,18 @@ def test_ctrl_c_on_the_cli_keeps_finished_outputs_and_resume_finishes(tmp_path, 
         (inputs / f"slow_{i}.xyz").write_text(f"{i} 0 0\n1 {i} 0\n0 1 {i}\n")
     out, ref = tmp_path / "out", tmp_path / "ref"
     args = ["batch", "-s", "probe:delay=0.5", "--inputs", str(inputs), "--workers", "1"]
-    proc = _cli(*args, "--out", str(out), site=site, stdin=subprocess.DEVNULL)
+    # a child inherits an ignored SIGINT (a test or library that set SIG_IGN in this process): start it
+    # with the default, as a terminal would
+    proc = _cli(*args, "--out", str(out), site=site, stdin=subprocess.DEVNULL,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     journal = out / JOURNAL  # a file counts as done once the parent has recorded it, not when its output lands
     while time.time() < deadline and (not journal.exists() or journal.read_text().count("\n") < 2):
         time.sleep(0.05)
+    masks = _signal_masks(proc.pid)  # said when it fails: who ignores or catches SIGINT
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == 130, f"{masks}\n{stderr}"
     assert "Traceback" not in stderr and "--resume" in stderr
     report = json.loads((out / "report.json").read_text())
     assert report["interrupted"] and 2 <= report["totals"]["ok"] < 8

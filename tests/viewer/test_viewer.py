@@ -229,6 +229,23 @@ def test_exact_view_is_the_renderer_s_image_for_the_browser_camera(content):
     assert (got < 250).any(axis=-1).mean() > 0.02  # the cube is in view
 
 
+def test_a_busy_port_moves_to_the_next_free_one(content):
+    from facet3d.plugins.viewer.server import ViewerServer
+
+    layers, _ = collect_layers([content / "cube.ply"])
+    port = _free_port()
+    a = ViewerServer(layers, port=port)
+    try:
+        b = ViewerServer(layers, port=port)
+        try:
+            assert a.port == port and b.port != port and b.url.endswith(f":{b.port}")
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+    assert _port_free(port)
+
+
 def test_missing_viser_says_how_to_get_it(monkeypatch):
     import importlib.util
 
