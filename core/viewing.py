@@ -24,7 +24,7 @@ import numpy as np
 from facet3d.core.errors import Facet3DError, InputError, UsageError
 
 __all__ = ["ViewOptions", "Layer", "PointsLayer", "MeshLayer", "CamerasLayer", "SplatLayer", "collect_layers",
-           "geometry_layer", "camera_layer", "point_colours", "display_subset", "shift_for_display", "LABEL_NAMES"]
+           "geometry_layer", "camera_layer", "camera_images", "point_colours", "display_subset", "shift_for_display", "LABEL_NAMES"]
 
 # attributes coloured by category (distinct colours), in the order a cloud without colours picks them
 LABEL_NAMES = ("classification", "label", "labels", "part", "segment", "instance")
@@ -100,12 +100,14 @@ class CamerasLayer(Layer):
 class SplatLayer(Layer):
     """A scene a viewer shows as ``preview`` (an opaque coloured mesh) or renders exactly itself.
 
-    render: ``render(cameras: Cameras [1], background (r, g, b) in [0, 1]) -> [H, W, 3] uint8`` with the
-            plugin's own renderer (softness, opacity, view-dependent colour included).
+    render: ``render(cameras: Cameras [1], background (r, g, b) in [0, 1]) -> (rgb [H, W, 3] uint8,
+            depth [H, W] float32 camera z, inf where nothing is drawn)`` with the plugin's own renderer
+            (softness, opacity, view-dependent colour included); the depth lets a viewer composite
+            several scenes and depth-test its other layers against the image.
     """
 
     preview: MeshLayer = None
-    render: Callable[..., np.ndarray] | None = None
+    render: Callable[..., tuple] | None = None
     count: int = 0  # triangles
     form: str = ""
 
@@ -240,7 +242,7 @@ def _find_image(name: str, roots: list[Path]) -> Path | None:
         for cand in (root / stem, root / "images" / stem, root / "images" / stem.name):
             if cand.is_file():
                 return cand
-            for ext in IMAGE_EXTS:
+            for ext in IMAGE_EXTS + tuple(e.upper() for e in IMAGE_EXTS):  # cameras' DSC_0001.JPG
                 if cand.with_suffix(ext).is_file():
                     return cand.with_suffix(ext)
     return None
@@ -267,13 +269,16 @@ def camera_layer(path: Path, name: str, options: ViewOptions) -> CamerasLayer:
     f = find_camera_file(path)
     base = f if f.is_dir() else f.parent
     roots = [base, base.parent, base.parent.parent]
-    names = list(cams.names) if cams.names is not None else [str(i) for i in range(len(cams))]
-    images = [None] * len(cams)
-    if options.images:
-        for i, n in enumerate(names):
-            img = _find_image(n, roots)
-            images[i] = _thumbnail(img) if img is not None else None
+    images = camera_images(cams, roots) if options.images else [None] * len(cams)
     return CamerasLayer(name, str(f), cams, images, list(warnings))
+
+
+def camera_images(cams, roots: list[Path]) -> list:
+    """Per camera of ``cams``, a thumbnail [h, w, 3] uint8 of the image named like it in one of
+    ``roots`` (or their ``images/``), any picture extension; None where there is none."""
+    names = list(cams.names) if cams.names is not None else [str(i) for i in range(len(cams))]
+    found = [_find_image(n, roots) for n in names]
+    return [_thumbnail(p) if p is not None else None for p in found]
 
 
 def _claiming_loader(path: Path, loaders: list) -> Any:

@@ -49,10 +49,13 @@ def splat_layer(scene, name: str, source: str):
     near = max(1e-3 * float(np.linalg.norm(v.max(0) - v.min(0))), 1e-6) if len(v) else 0.01  # small scenes: the
     # renderer's default near plane (0.2, metres) would clip an object a browser looks at from 20 cm
 
-    def render_view(cameras, background=(1.0, 1.0, 1.0)) -> np.ndarray:
+    def render_view(cameras, background=(1.0, 1.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
             o = render(scene32, cameras.to(dtype=torch.float32), background=background, hard=False, near=near)
-        return (o["rgb"][0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+        rgb = (o["rgb"][0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+        # mostly-opaque pixels have a surface at their expected z; the rest count as empty
+        depth = torch.where(o["alpha"][0] >= 0.5, o["depth"][0], torch.inf).cpu().numpy().astype(np.float32)
+        return rgb, depth
 
     return SplatLayer(name, source, preview=preview, render=render_view, count=len(scene), form=scene.form)
 
@@ -68,7 +71,26 @@ def load(path: Path, name: str, options) -> list:
     layers = [splat_layer(scene, name, str(p))]
     cams = off.official_cameras(p)
     if cams is not None:
-        from facet3d.core.viewing import CamerasLayer
+        from facet3d.core.viewing import CamerasLayer, camera_images
 
-        layers.append(CamerasLayer(f"{name}/cameras", str(p), cams, [None] * len(cams)))
+        roots = _training_image_dirs(off.official_model_dir(p))
+        images = camera_images(cams, roots) if options.images and roots else [None] * len(cams)
+        layers.append(CamerasLayer(f"{name}/cameras", str(p), cams, images))
     return layers
+
+
+def _training_image_dirs(model_dir) -> list[Path]:
+    """The training images of an official model: its ``cfg_args`` (the argparse Namespace the official
+    train.py saves) names ``source_path`` and ``images``; only folders that exist on this machine."""
+    import re
+
+    if model_dir is None or not (Path(model_dir) / "cfg_args").is_file():
+        return []
+    text = (Path(model_dir) / "cfg_args").read_text(errors="replace")
+    src = re.search(r"source_path=['\"]([^'\"]+)['\"]", text)
+    sub = re.search(r"images=['\"]([^'\"]+)['\"]", text)
+    if src is None:
+        return []
+    root = Path(src.group(1))
+    dirs = [root / (sub.group(1) if sub else "images"), root / "images", root]
+    return [d for d in dirs if d.is_dir()]

@@ -225,23 +225,30 @@ class ViewerServer:
                     return
                 _, client = self._pending.popitem()
             try:
-                img = self.render_exact(client.camera)
-                client.scene.set_background_image(img, format="jpeg", jpeg_quality=90)
+                img, depth = self.render_exact(client.camera)
+                # viser depth-tests the other layers against the image (fixed point, up to ~167 units)
+                client.scene.set_background_image(img, format="jpeg", jpeg_quality=90,
+                                                  depth=np.minimum(depth, 1e6).astype(np.float32))
             except Exception as exc:  # noqa: BLE001 - a gone browser or a failed frame must not kill the viewer
                 if not self._stopped:
                     import sys
 
                     print(f"facet3d view: exact render failed: {exc}", file=sys.stderr)
 
-    def render_exact(self, camera) -> np.ndarray:
-        """Every splat scene rendered for a viser camera (wxyz, position, fov, aspect) -> [H, W, 3] uint8;
-        several scenes are composited front to back by the renderer's alpha."""
+    def render_exact(self, camera) -> tuple[np.ndarray, np.ndarray]:
+        """Every splat scene rendered for a viser camera (wxyz, position, fov, aspect) -> (rgb [H, W, 3]
+        uint8, depth [H, W] camera z, inf where empty); several scenes: the nearer surface per pixel."""
         cams = viser_camera(camera.wxyz, camera.position + self.shift, camera.fov, camera.aspect, self.exact_height)
-        img = None
+        img = depth = None
         for s in self.splats:
-            rgb = s.render(cams, background=self.background)
-            img = rgb if img is None else np.minimum(img, rgb)  # several scenes: darker wins (white background)
-        return img
+            rgb, d = s.render(cams, background=self.background)
+            if img is None:
+                img, depth = rgb, d
+            else:
+                nearer = d < depth
+                img = np.where(nearer[..., None], rgb, img)
+                depth = np.where(nearer, d, depth)
+        return img, depth
 
     def stop(self) -> None:
         with self._wake:

@@ -130,8 +130,16 @@ def test_an_official_triangle_splatting_model_shows_with_its_cameras(tmp_path):
     (tmp_path / "garden" / "cameras.json").write_text(json.dumps([dict(
         id=0, img_name="DSC_0001", width=64, height=48, position=[0, 0, -3], rotation=np.eye(3).tolist(),
         fx=50.0, fy=50.0)]))
+    # cfg_args (the Namespace official train.py saves) says where the training images are
+    from PIL import Image
+
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(tmp_path / "data" / "images" / "DSC_0001.JPG")
+    (tmp_path / "garden" / "cfg_args").write_text(f"Namespace(sh_degree=3, source_path='{tmp_path / 'data'}', "
+                                                  "model_path='./output/garden', images='images', resolution=-1)")
     layers, _ = collect_layers([tmp_path / "garden"], ViewOptions())
     assert [ly.kind for ly in layers] == ["splat", "cameras"]
+    assert layers[1].images[0] is not None and tuple(layers[1].images[0][0, 0]) == (10, 200, 30)
     assert layers[0].count == n and layers[0].form == "ts" and layers[0].name == "garden"
     got = layers[1].cameras
     assert torch.allclose(got.K, cams.K) and torch.allclose(got.R, cams.R) and torch.allclose(got.t, cams.t)
@@ -222,11 +230,17 @@ def test_exact_view_is_the_renderer_s_image_for_the_browser_camera(content):
     assert torch.allclose(vc.R, cams.R[2:3], atol=1e-9) and torch.allclose(vc.t, cams.t[2:3], atol=1e-9)
     assert torch.allclose(vc.K, cams.K[2:3], atol=1e-9)
     layers, _ = collect_layers([content / "scene.ply"])
-    got = layers[0].render(vc, background=(1.0, 1.0, 1.0))
+    got, depth = layers[0].render(vc, background=(1.0, 1.0, 1.0))
     scene = TriangleScene.load_ply(content / "scene.ply")
-    want = render(scene, cams[2].to(dtype=torch.float32), background=(1.0, 1.0, 1.0))["rgb"][0]
-    assert np.array_equal(got, (want.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy())
+    want = render(scene, cams[2].to(dtype=torch.float32), background=(1.0, 1.0, 1.0))
+    assert np.array_equal(got, (want["rgb"][0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy())
     assert (got < 250).any(axis=-1).mean() > 0.02  # the cube is in view
+    # the depth viser composites with: the cube's camera z where it is drawn, empty (inf) elsewhere
+    drawn = want["alpha"][0].numpy() >= 0.5
+    assert np.isinf(depth[~drawn]).all() and np.allclose(depth[drawn], want["depth"][0].numpy()[drawn])
+    z_centre = float(cams[2].transform_to_camera(torch.tensor([[0.0, 2.5, 0.0]], dtype=torch.float64))[0, 0, 2])
+    half = math.sqrt(3) / 2  # the unit cube's half diagonal: every point's z is within it of the centre's
+    assert (np.abs(depth[drawn] - z_centre) <= half + 1e-4).all() and np.ptp(depth[drawn]) > 0.2
 
 
 def test_a_busy_port_moves_to_the_next_free_one(content):
