@@ -324,8 +324,11 @@ def _folder_layers(folder: Path, prefix: str, options: ViewOptions, loaders: lis
     from facet3d.core.io.api import detect_format
 
     out: list[Layer] = []
+    stems = [q.stem for q in folder.iterdir() if q.is_file()]
     for p in sorted(folder.iterdir()):
-        name = f"{prefix}/{p.stem if p.is_file() else p.name}"
+        # simple.las beside simple.laz: both shown, named by their whole file names
+        base = p.stem if p.is_file() and stems.count(p.stem) == 1 else p.name
+        name = f"{prefix}/{base}"
         if p.name.startswith("."):
             continue
         try:
@@ -337,11 +340,15 @@ def _folder_layers(folder: Path, prefix: str, options: ViewOptions, loaders: lis
             elif _readable_geometry(p, detect_format):
                 out += _file_layers(p, name, options, loaders)
         except Facet3DError as exc:
-            skipped.append(f"{p}: {exc}")
+            skipped.append(str(exc) if str(exc).startswith(str(p)) else f"{p}: {exc}")
     return out
 
 
 def _readable_geometry(path: Path, detect_format) -> bool:
+    from facet3d.core.io.inputs import LOOSE_TEXT, _looks_like_data
+
+    if path.suffix.lower() in LOOSE_TEXT and not _looks_like_data(path):
+        return False  # README.txt / LICENSE.txt beside the data: a document, as batch folders treat it
     try:
         detect_format(path)
         return True

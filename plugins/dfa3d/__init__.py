@@ -12,7 +12,7 @@ scenes), `lift` (what ``facet3d lift`` does), `steps` (the ``lift`` step of ``fa
 from __future__ import annotations
 
 from facet3d.core.hookspecs import hookimpl
-from facet3d.core.specs import ModelSpec, PipelineStep
+from facet3d.core.specs import ModelSpec, PipelineStep, ViewLoader
 
 _P = "facet3d.plugins.dfa3d"
 
@@ -49,3 +49,10 @@ def facet3d_pipeline_steps() -> list[PipelineStep]:
          "depth": (str, "auto", "auto (lidar, else depth/ maps), lidar, maps or none"),
          "device": (str, "cpu", "cpu, cuda[:N] or auto")},
         takes="path", gives="files", check=f"{_P}.steps:check_lift", resources={"cpus": 1, "gpus": 1})]
+
+
+@hookimpl
+def facet3d_view_loaders() -> list[ViewLoader]:
+    return [ViewLoader("driving-frame", "nuScenes keyframes and KITTI frames: the lidar sweep and the cameras "
+                       "with their photos", "facet3d.plugins.dfa3d.view:claims", "facet3d.plugins.dfa3d.view:load",
+                       order=20)]

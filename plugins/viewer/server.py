@@ -47,14 +47,25 @@ def _quat_wxyz(R: np.ndarray) -> np.ndarray:
     return np.array([w, x, y, z])
 
 
-def _scene_scale(layers: list[Layer], shift: np.ndarray) -> float:
+def _extent(layers: list[Layer], shift: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The box holding most of everything (the 1st-99th percentiles per axis of a sample of every
+    layer's points, cameras included): a few far lidar returns should not frame the view."""
     from facet3d.core.viewing import _layer_points
 
-    pts = [p - shift for p in (_layer_points(ly) for ly in layers) if p is not None and len(p)]
-    if not pts:
-        return 1.0
-    allp = np.concatenate([np.r_[p.min(0), p.max(0)].reshape(2, 3) for p in pts])
-    return max(float(np.linalg.norm(allp.max(0) - allp.min(0))), 1e-6)
+    rng = np.random.default_rng(0)
+    parts = []
+    for p in (_layer_points(ly) for ly in layers):
+        if p is not None and len(p):
+            parts.append(p[rng.choice(len(p), 20_000, replace=False)] if len(p) > 20_000 else p)
+    if not parts:
+        return None
+    allp = np.concatenate(parts) - shift
+    return np.percentile(allp, 1, axis=0), np.percentile(allp, 99, axis=0)
+
+
+def _scene_scale(layers: list[Layer], shift: np.ndarray) -> float:
+    box = _extent(layers, shift)
+    return 1.0 if box is None else max(float(np.linalg.norm(box[1] - box[0])), 1e-6)
 
 
 class ViewerServer:
@@ -105,14 +116,10 @@ class ViewerServer:
 
     def _frame(self, up: str) -> None:
         """Start every browser looking at the middle of everything, from above and aside."""
-        from facet3d.core.viewing import _layer_points
-
-        pts = [p - self.shift for p in (_layer_points(ly) for ly in self.layers) if p is not None and len(p)]
-        if not pts:
+        box = _extent(self.layers, self.shift)
+        if box is None:
             return
-        lo = np.min([p.min(0) for p in pts], 0)
-        hi = np.max([p.max(0) for p in pts], 0)
-        centre = (lo + hi) / 2
+        centre = (box[0] + box[1]) / 2
         axis, sign = "xyz".index(up[1]), (1.0 if up[0] == "+" else -1.0)
         side = [i for i in range(3) if i != axis]
         offset = np.zeros(3)
@@ -151,7 +158,7 @@ class ViewerServer:
         K = cams.K.detach().cpu().double().numpy()
         sizes = cams.image_size.tolist() if cams.image_size is not None else [None] * len(cams)
         names = list(cams.names) if cams.names is not None else [str(i) for i in range(len(cams))]
-        scale = self.scale * 0.04
+        scale = _frustum_size(c2w[:, :3, 3], self.scale)
         for i in range(len(cams)):
             h, w = sizes[i] if sizes[i] is not None else (2 * K[i, 1, 2] + 1, 2 * K[i, 0, 2] + 1)
             fov = 2 * math.atan(0.5 * float(h) / float(K[i, 1, 1]))
@@ -267,6 +274,19 @@ class ViewerServer:
         inner = zstandard.ZstdDecompressor().decompress(blob[8:], max_output_size=int.from_bytes(blob[:8], "little"))
         n = int.from_bytes(inner[:8], "little")
         return [m for _, m in msgspec.msgpack.decode(inner[8:8 + n])["messages"]]
+
+
+def _frustum_size(centres: np.ndarray, scene_scale: float) -> float:
+    """Frustums a little smaller than the gaps between cameras (a rig of six cameras a metre apart, an
+    orbit of a hundred views), never above 4 % of the whole scene."""
+    size = 0.04 * scene_scale
+    if len(centres) > 1:
+        d = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+        np.fill_diagonal(d, np.inf)
+        gap = float(np.median(d.min(1)))
+        if gap > 0:
+            size = min(size, 0.6 * gap)
+    return size
 
 
 def viser_camera(wxyz, position, fov: float, aspect: float, height: int):

@@ -333,3 +333,15 @@ def test_view_command_errors_are_one_line(cli, tmp_path):
     r = cli("view", str(tmp_path / "missing.ply"), "--no-block")
     assert r.returncode != 0 and "missing.ply: no such file or folder" in r.stderr
     assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_real_folders_driving_frames_and_same_stem_files(shared_data):
+    """A nuScenes keyframe (the dfa3d plugin's loader): its lidar and six cameras with photos; a folder
+    holding simple.las and simple.laz shows both under distinct names; README.txt is a document."""
+    layers, skipped = collect_layers([shared_data / "driving" / "nuscenes_sample", shared_data / "las"])
+    by = {ly.name: ly for ly in layers}
+    lidar, cams = by["nuscenes_sample/lidar"], by["nuscenes_sample/cameras"]
+    assert lidar.kind == "points" and lidar.total > 30_000
+    assert len(cams.cameras) == 6 and all(im is not None for im in cams.images)
+    assert {"las/simple.las", "las/simple.laz"} <= set(by) and len(by) == len(layers)
+    assert skipped == []  # LICENSE.txt beside the LAS files is not a bad point file
