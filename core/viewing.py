@@ -36,6 +36,7 @@ THUMB = 192  # frustum images are shrunk to this many pixels on the long side
 @dataclass
 class ViewOptions:
     max_points: int = 2_000_000
+    max_triangles: int = 1_000_000  # triangle-splat previews keep the most visible ones above this
     downsample: str = "voxel"  # "voxel" or "random"
     color_by: str | None = None  # an attribute name; None: the file's colours, else a label / scalar
     images: bool = True  # camera frustums show their images
@@ -45,6 +46,8 @@ class ViewOptions:
     def check(self) -> None:
         if self.max_points < 1:
             raise UsageError(f"--max-points must be >= 1, got {self.max_points}")
+        if self.max_triangles < 1:
+            raise UsageError(f"--max-triangles must be >= 1, got {self.max_triangles}")
         if self.downsample not in ("voxel", "random"):
             raise UsageError(f"--downsample must be voxel or random, got '{self.downsample}'")
 
@@ -112,7 +115,8 @@ class SplatLayer(Layer):
     form: str = ""
 
     def summary(self) -> dict[str, Any]:
-        return {**super().summary(), "triangles": self.count, "form": self.form, "exact": self.render is not None}
+        return {**super().summary(), "triangles": self.count, "preview_triangles": int(len(self.preview.faces)),
+                "form": self.form, "exact": self.render is not None}
 
 
 # --------------------------------------------------------------------------- colours and sizes

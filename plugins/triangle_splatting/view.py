@@ -33,17 +33,31 @@ def claims(path: Path) -> bool:
     return off is not None and off.is_official_scene(p)
 
 
-def splat_layer(scene, name: str, source: str):
-    """A `TriangleScene` -> `SplatLayer` (preview mesh + exact renderer)."""
+def preview_mesh(scene, max_triangles: int | None = None):
+    """The scene as an opaque coloured mesh -> (vertices [V, 3], faces [F, 3], colours [V, 3] uint8); above
+    ``max_triangles`` only the most visible ones (opacity x area: what the render is mostly made of)."""
+    import torch
+
+    from facet3d.plugins.triangle_splatting.export import scene_to_geometry
+
+    geom = scene_to_geometry(scene)
+    v, f = np.asarray(geom.vertices, dtype=np.float64), np.asarray(geom.faces)
+    if max_triangles is not None and len(f) > max_triangles:
+        tri = scene.triangle_vertices().detach()
+        area = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]).norm(dim=-1)
+        keep = torch.topk(scene.triangle_opacity().detach() * area, max_triangles).indices.sort().values.numpy()
+        f = f[keep]  # TS: the soup's faces; TS+: shared vertices, unused ones simply stay unreferenced
+    return v, f, (np.clip(geom.colors[:, :3], 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def splat_layer(scene, name: str, source: str, max_triangles: int | None = None):
+    """A `TriangleScene` -> `SplatLayer` (preview mesh, at most ``max_triangles``, + exact renderer)."""
     import torch
 
     from facet3d.core.viewing import MeshLayer, SplatLayer
-    from facet3d.plugins.triangle_splatting.export import scene_to_geometry
     from facet3d.plugins.triangle_splatting.render import render
 
-    geom = scene_to_geometry(scene)
-    preview = MeshLayer(f"{name}/preview", source, np.asarray(geom.vertices, dtype=np.float64),
-                        np.asarray(geom.faces), (np.clip(geom.colors[:, :3], 0, 1) * 255 + 0.5).astype(np.uint8))
+    preview = MeshLayer(f"{name}/preview", source, *preview_mesh(scene, max_triangles))
     scene32 = scene.to(dtype=torch.float32)
     v = preview.vertices
     near = max(1e-3 * float(np.linalg.norm(v.max(0) - v.min(0))), 1e-6) if len(v) else 0.01  # small scenes: the
@@ -65,10 +79,10 @@ def load(path: Path, name: str, options) -> list:
 
     p = Path(path)
     if p.is_file() and p.suffix.lower() == ".ply" and is_scene_ply(p):
-        return [splat_layer(TriangleScene.load_ply(p), name, str(p))]
+        return [splat_layer(TriangleScene.load_ply(p), name, str(p), options.max_triangles)]
     off = _official()
     scene = off.load_official(p, opacity_floor=options.opacity_floor)
-    layers = [splat_layer(scene, name, str(p))]
+    layers = [splat_layer(scene, name, str(p), options.max_triangles)]
     cams = off.official_cameras(p)
     if cams is not None:
         from facet3d.core.viewing import CamerasLayer, camera_images

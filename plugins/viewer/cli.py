@@ -38,6 +38,9 @@ def view_cmd(
                                   "(scripts: check that everything loads and serves)."),
     max_points: int = typer.Option(2_000_000, "--max-points", min=1, help="Clouds above this are down-sampled for "
                                    "display (the count shown says so)."),
+    max_triangles: int = typer.Option(1_000_000, "--max-triangles", min=1, help="Triangle-splat previews above "
+                                      "this keep the most visible triangles (opacity x area); the exact view "
+                                      "renders them all."),
     downsample: str = typer.Option("voxel", "--downsample", help="voxel (one point per voxel) or random."),
     color_by: Optional[str] = typer.Option(None, "--color-by", help="Per-point attribute to colour by (intensity, "
                                            "classification, label, ...; height); default: the file's colours."),
@@ -73,7 +76,7 @@ def view_cmd(
     if splat_view not in ("preview", "exact"):
         raise UsageError(f"--splat-view must be preview or exact, got '{splat_view}'")
     axis = _up(up, paths)
-    opts = ViewOptions(max_points=max_points, downsample=downsample, color_by=color_by, opacity_floor=opacity_floor)
+    opts = ViewOptions(max_points=max_points, max_triangles=max_triangles, downsample=downsample, color_by=color_by, opacity_floor=opacity_floor)
     layers, skipped = collect_layers(paths, opts)
     for note in skipped:
         err.print(f"[yellow]facet3d view: skipped[/] {note}", soft_wrap=True, markup=True)

@@ -182,7 +182,8 @@ class ViewerServer:
             elif isinstance(ly, CamerasLayer):
                 lines.append(f"- **{ly.name}**: {s['cameras']} cameras")
             elif isinstance(ly, SplatLayer):
-                lines.append(f"- **{ly.name}**: {ly.form} scene, {ly.count:,} triangles")
+                shown = "" if s["preview_triangles"] >= ly.count else f" (preview: the {s['preview_triangles']:,} most visible)"
+                lines.append(f"- **{ly.name}**: {ly.form} scene, {ly.count:,} triangles{shown}")
         if np.any(self.shift):
             lines.append(f"- shown shifted by -({', '.join(f'{v:g}' for v in self.shift)})")
         gui.add_markdown("\n".join(lines) or "(empty)")

@@ -145,6 +145,23 @@ def test_an_official_triangle_splatting_model_shows_with_its_cameras(tmp_path):
     assert torch.allclose(got.K, cams.K) and torch.allclose(got.R, cams.R) and torch.allclose(got.t, cams.t)
 
 
+def test_big_splat_scenes_preview_their_most_visible_triangles(tmp_path):
+    import torch
+
+    from facet3d.plugins.triangle_splatting.scene import TriangleScene
+
+    g = torch.Generator().manual_seed(0)
+    n = 400
+    tri = torch.rand(n, 1, 3, generator=g) + 0.05 * torch.randn(n, 3, 3, generator=g)
+    opacity = torch.rand(n, generator=g)
+    TriangleScene.from_triangles(tri, opacity=opacity, sigma=0.5).save_ply(tmp_path / "big.ply")
+    ly = collect_layers([tmp_path / "big.ply"], ViewOptions(max_triangles=50))[0][0]
+    assert ly.count == n and len(ly.preview.faces) == 50 and ly.summary()["preview_triangles"] == 50
+    area = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]).norm(dim=-1)
+    best = set(torch.topk(opacity * area, 50).indices.tolist())  # TS soup: face k is triangle k's 3 vertices
+    assert {int(f[0]) // 3 for f in ly.preview.faces} == best
+
+
 def test_colour_by_scalar_and_bad_attribute():
     g = _cloud()
     cols, what = point_colours(g, "intensity")
