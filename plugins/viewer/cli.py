@@ -73,7 +73,7 @@ def view_cmd(
 
     if not viser_available():
         raise UsageError(MISSING_VISER)
-    if splat_view not in ("preview", "exact"):
+    if splat_view not in ("preview", "exact"):  # before any file is read
         raise UsageError(f"--splat-view must be preview or exact, got '{splat_view}'")
     axis = _up(up, paths)
     opts = ViewOptions(max_points=max_points, max_triangles=max_triangles, downsample=downsample, color_by=color_by, opacity_floor=opacity_floor)

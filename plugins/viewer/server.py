@@ -80,27 +80,33 @@ class ViewerServer:
             raise UsageError(f"--up must be one of {', '.join(UPS)}, got '{up}'")
         if exact_height < 16:
             raise UsageError(f"--exact-height must be >= 16, got {exact_height}")
+        if splat_view not in ("preview", "exact"):
+            raise UsageError(f"--splat-view must be preview or exact, got '{splat_view}'")
         import viser
 
         self.layers, self.exact_height, self.background = layers, exact_height, background
         self.shift = shift_for_display(layers)
         self.scale = _scene_scale(layers, self.shift)
         self.point_size = point_size if point_size is not None else self.scale / 600
-        with _quiet():  # viser prints its own banner to stdout, where our data goes
-            self.server = viser.ViserServer(host=host, port=port, verbose=False)
-        self.server.scene.set_up_direction(up)
-        self._frame(up)
         self.handles: dict[str, Any] = {}
         self.splats = [ly for ly in layers if isinstance(ly, SplatLayer)]
         self.mode = "preview"
         self._pending: dict[int, Any] = {}  # client id -> its newest camera to render
         self._wake = threading.Condition()
         self._stopped = False
-        for layer in layers:
-            self._add(layer)
-        self._add_controls(splat_view)
-        if splat_view != "preview":
-            self.set_mode(splat_view)
+        with _quiet():  # viser prints its own banner to stdout, where our data goes
+            self.server = viser.ViserServer(host=host, port=port, verbose=False)
+        try:
+            self.server.scene.set_up_direction(up)
+            self._frame(up)
+            for layer in layers:
+                self._add(layer)
+            self._add_controls(splat_view)
+            if splat_view != "preview":
+                self.set_mode(splat_view)
+        except BaseException:
+            self.stop()  # a layer viser refuses must not leave the port taken
+            raise
         if any(s.render is not None for s in self.splats):
             threading.Thread(target=self._render_loop, daemon=True, name="facet3d-exact-view").start()
 
