@@ -259,11 +259,18 @@ done.set()
 t.join()
 print(cover, peak[0] - before, render_memory((S, S), len(scene), "lambert"))
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    cover, peak, estimate = (float(x) for x in r.stdout.split())
-    assert cover == 1.0 and peak > 50 * 2**20
-    assert peak <= estimate <= 3 * peak, (peak, estimate)
+    import os
+
+    # The estimate models the torch reference, the fallback any machine may take: there it must be close
+    # (measured 1.37x). The numba path this CPU takes by default needs half the memory (measured 2.75x):
+    # it must be covered, and no more than the reference's own bound above it.
+    for backend, slack in (("torch", 2.0), ("numba", 4.0)):
+        env = {**os.environ, "FACET3D_BACKEND_TRISPLAT": backend}
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode == 0, r.stderr
+        cover, peak, estimate = (float(x) for x in r.stdout.split())
+        assert cover == 1.0 and peak > 50 * 2**20
+        assert peak <= estimate <= slack * peak, (backend, peak, estimate)
 
 
 def test_out_short_alias_and_number_checks_in_export_and_fit(cli, tmp_path):
