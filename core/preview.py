@@ -4,7 +4,7 @@ Meshes are drawn by the project's rasterizer (`facet3d.kernels.trisplat`, hard z
 light: ambient plus the |cosine| between the face normal and the line of sight, times the vertex colours
 (or a light grey), so shape reads even on uncoloured meshes. Point clouds are drawn as small z-buffered
 squares in their colours, slightly darkened with depth. Views orbit the object's centre around ``up``
-at 30 degrees elevation, framed to its bounding sphere.
+at 30 degrees elevation (`core.structures.cameras.orbit_cameras`), framed to its bounding sphere.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["head_light", "preview_views", "save_preview", "orbit_eyes"]
+__all__ = ["head_light", "preview_views", "save_preview"]
 
 GREY = (0.78, 0.8, 0.84)
 
@@ -30,41 +30,12 @@ def head_light(tri, ambient: float = 0.25):
     return ambient + (1 - ambient) * (n * view).sum(-1).abs()
 
 
-def orbit_eyes(centre: np.ndarray, distance: float, views: int, up: np.ndarray, elevation: float = 30.0,
-               start: float = 30.0) -> np.ndarray:
-    """Eye positions [views, 3] evenly around ``up`` at ``elevation`` degrees."""
-    up = up / np.linalg.norm(up)
-    a = np.cross(up, [1.0, 0, 0] if abs(up[0]) < 0.9 else [0, 1.0, 0])
-    a /= np.linalg.norm(a)
-    b = np.cross(up, a)
-    el = math.radians(elevation)
-    out = []
-    for k in range(views):
-        az = math.radians(start + 360.0 * k / views)
-        d = math.cos(el) * (math.cos(az) * a + math.sin(az) * b) + math.sin(el) * up
-        out.append(centre + distance * d)
-    return np.asarray(out)
-
-
-def _camera(eye, centre, up, size, fov_deg):
-    import torch
-
-    from facet3d.core.structures.cameras import intrinsics_matrix, look_at_R
-
-    H, W = size
-    R = look_at_R(np.asarray(eye, dtype=np.float64), np.asarray(centre, dtype=np.float64), up).float()
-    t = -(R @ torch.as_tensor(eye, dtype=torch.float32))
-    f = 0.5 * H / math.tan(math.radians(fov_deg / 2))
-    K = intrinsics_matrix(f, f, (W - 1) / 2, (H - 1) / 2, dtype=torch.float32)
-    return R, t, K
-
-
-def _mesh_view(v, faces, colors, eye, centre, up, size, fov, background):
+def _mesh_view(v, faces, colors, cam, size, background):
     import torch
 
     from facet3d.kernels.trisplat import rasterize_triangles
 
-    R, t, K = _camera(eye, centre, up, size, fov)
+    R, t, K = (x[0].float() for x in (cam.R, cam.t, cam.K))
     vc = torch.as_tensor(v, dtype=torch.float32) @ R.T + t
     tri = vc[torch.as_tensor(faces, dtype=torch.long)]  # [F, 3, 3]
     light = head_light(tri)
@@ -78,9 +49,9 @@ def _mesh_view(v, faces, colors, eye, centre, up, size, fov, background):
     return out["rgb"].clamp(0, 1).numpy()
 
 
-def _points_view(p, colors, eye, centre, up, size, fov, background, radius_px: int = 1):
+def _points_view(p, colors, cam, size, background, radius_px: int = 1):
     H, W = size
-    R, t, K = (x.double().numpy() for x in _camera(eye, centre, up, size, fov))
+    R, t, K = (x[0].double().numpy() for x in (cam.R, cam.t, cam.K))
     pc = np.asarray(p, dtype=np.float64) @ R.T + t
     z = pc[:, 2]
     ok = z > 1e-6
@@ -113,19 +84,21 @@ def preview_views(vertices: np.ndarray, faces: np.ndarray | None = None, colors:
 
     vertices: [N, 3]; colors: [N, 3] in [0, 1] (per vertex / point) or None.
     """
+    from facet3d.core.structures.cameras import orbit_cameras
+
     v = np.asarray(vertices, dtype=np.float64)
     lo, hi = v.min(0), v.max(0)
     centre = (lo + hi) / 2
     radius = max(float(np.linalg.norm(hi - lo)) / 2, 1e-9)
     distance = radius / math.sin(math.radians(fov / 2)) * 1.05
-    up = np.asarray(up, dtype=np.float64)
+    # square panels: fov is both ways; views start 30 degrees round from the side, 30 above
+    cams = orbit_cameras(np.zeros(3), distance, views, size, fov=fov, elevation=30.0, up=up, start_azimuth=120.0)
     panels = []
-    for eye in orbit_eyes(centre, distance, views, up):
+    for i in range(views):
         if faces is not None and len(faces):
-            panels.append(_mesh_view(v - centre, faces, colors, eye - centre, np.zeros(3), up, size, fov, background))
+            panels.append(_mesh_view(v - centre, faces, colors, cams[i], size, background))
         else:
-            panels.append(_points_view(v - centre, colors, eye - centre, np.zeros(3), up, size, fov, background,
-                                       point_radius))
+            panels.append(_points_view(v - centre, colors, cams[i], size, background, point_radius))
     return (np.concatenate(panels, 1) * 255 + 0.5).astype(np.uint8)
 
 
@@ -137,9 +110,10 @@ def save_preview(path: str | Path, geometry, views: int = 3, size: tuple[int, in
 
     from facet3d.core.io.api import atomic_output
 
-    cols = colors if colors is not None else (np.asarray(geometry.colors)[:, :3] if geometry.colors is not None else None)
-    if cols is not None and np.asarray(cols).max() > 1.0:
-        cols = np.asarray(cols, dtype=np.float64) / 255.0
+    from facet3d.core.viewing import rgb8
+
+    cols = colors if colors is not None else geometry.colors
+    cols = None if cols is None else rgb8(cols) / 255.0
     img = preview_views(geometry.vertices, geometry.faces, cols, views, size, up)
     with atomic_output(path) as tmp:
         Image.fromarray(img).save(tmp, format="PNG")

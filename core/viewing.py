@@ -24,7 +24,7 @@ import numpy as np
 from facet3d.core.errors import Facet3DError, InputError, UsageError
 
 __all__ = ["ViewOptions", "Layer", "PointsLayer", "MeshLayer", "CamerasLayer", "SplatLayer", "collect_layers",
-           "geometry_layer", "camera_layer", "camera_images", "point_colours", "display_subset", "shift_for_display", "LABEL_NAMES"]
+           "geometry_layer", "camera_layer", "camera_images", "thumbnail", "rgb8", "layer_points", "point_colours", "display_subset", "shift_for_display", "LABEL_NAMES"]
 
 # attributes coloured by category (distinct colours), in the order a cloud without colours picks them
 LABEL_NAMES = ("classification", "label", "labels", "part", "segment", "instance")
@@ -120,7 +120,8 @@ class SplatLayer(Layer):
 
 
 # --------------------------------------------------------------------------- colours and sizes
-def _rgb8(c: np.ndarray) -> np.ndarray:
+def rgb8(c: np.ndarray) -> np.ndarray:
+    """Colours [N, 3|4] -> display RGB [N, 3] uint8 (odd files with 0-255 or 16-bit values as floats too)."""
     c = np.asarray(c, dtype=np.float64)[:, :3]
     if c.size and c.max() > 1.0:  # 8- or 16-bit colours stored as integers
         c = c / (65535.0 if c.max() > 255 else 255.0)
@@ -160,7 +161,7 @@ def point_colours(geom, color_by: str | None = None) -> tuple[np.ndarray, str]:
     attrs = {k: v for k, v in geom.attributes.items() if np.asarray(v).ndim == 1 and len(v) == geom.num_points}
     if color_by is None:
         if geom.colors is not None:
-            return _rgb8(geom.colors), "colors"
+            return rgb8(geom.colors), "colors"
         color_by = next((k for k in attrs if k.lower() in LABEL_NAMES), None) \
             or next((k for k in attrs if k.lower() in SCALAR_NAMES), None) or "height"
     if color_by in ("height", "z"):
@@ -168,7 +169,7 @@ def point_colours(geom, color_by: str | None = None) -> tuple[np.ndarray, str]:
     if color_by in ("colors", "rgb"):
         if geom.colors is None:
             raise UsageError("--color-by colors: the file has no colours")
-        return _rgb8(geom.colors), "colors"
+        return rgb8(geom.colors), "colors"
     if color_by not in attrs:
         have = ", ".join(sorted(attrs)) or "none"
         raise UsageError(f"--color-by {color_by}: no such per-point attribute (have: {have}; or height, colors)")
@@ -202,7 +203,7 @@ def shift_for_display(layers: list[Layer]) -> np.ndarray:
     exact in the viewer's float32; zero when everything is within 10 km of the origin."""
     mins, maxs = [], []
     for layer in layers:
-        pts = _layer_points(layer)
+        pts = layer_points(layer)
         if pts is not None and len(pts):
             mins.append(pts.min(0))
             maxs.append(pts.max(0))
@@ -212,7 +213,7 @@ def shift_for_display(layers: list[Layer]) -> np.ndarray:
     return np.round(centre) if np.abs(centre).max() > 1e4 else np.zeros(3)
 
 
-def _layer_points(layer: Layer) -> np.ndarray | None:
+def layer_points(layer: Layer) -> np.ndarray | None:
     if isinstance(layer, (PointsLayer,)):
         return layer.points
     if isinstance(layer, MeshLayer):
@@ -228,11 +229,11 @@ def _layer_points(layer: Layer) -> np.ndarray | None:
 def geometry_layer(geom, name: str, source: str, options: ViewOptions) -> Layer:
     """A mesh (faces) or a cloud `Geometry` -> its layer (module docstring)."""
     if geom.faces is not None and len(geom.faces):
-        colors = _rgb8(geom.colors) if geom.colors is not None else None
+        colors = rgb8(geom.colors) if geom.colors is not None else None
         if colors is None and geom.face_colors is not None:  # face colours -> unshared vertices
             f = np.asarray(geom.faces)
             return MeshLayer(name, source, np.asarray(geom.vertices, dtype=np.float64)[f].reshape(-1, 3),
-                             np.arange(3 * len(f)).reshape(-1, 3), np.repeat(_rgb8(geom.face_colors), 3, axis=0))
+                             np.arange(3 * len(f)).reshape(-1, 3), np.repeat(rgb8(geom.face_colors), 3, axis=0))
         return MeshLayer(name, source, np.asarray(geom.vertices, dtype=np.float64), np.asarray(geom.faces), colors)
     colors, what = point_colours(geom, options.color_by)
     keep = display_subset(np.asarray(geom.vertices), options.max_points, options.downsample, options.seed)
@@ -252,7 +253,7 @@ def _find_image(name: str, roots: list[Path]) -> Path | None:
     return None
 
 
-def _thumbnail(path: Path) -> np.ndarray | None:
+def thumbnail(path: Path) -> np.ndarray | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -282,82 +283,74 @@ def camera_images(cams, roots: list[Path]) -> list:
     ``roots`` (or their ``images/``), any picture extension; None where there is none."""
     names = list(cams.names) if cams.names is not None else [str(i) for i in range(len(cams))]
     found = [_find_image(n, roots) for n in names]
-    return [_thumbnail(p) if p is not None else None for p in found]
+    return [thumbnail(p) if p is not None else None for p in found]
 
 
-def _claiming_loader(path: Path, loaders: list) -> Any:
+def _kind(path: Path, loaders: list, in_folder: bool) -> tuple[str, Any]:
+    """What ``path`` is, decided once: ("loader", the claiming `ViewLoader`), ("cameras", None),
+    ("folder", None), ("geometry", None), or ("skip", None) for what a folder walk leaves alone (a
+    document, a file of no known format). A path the user named is tried as geometry whatever it is,
+    so its reader says what is wrong."""
+    import json
+
+    from facet3d.core.io.api import detect_format
+    from facet3d.core.io.cameras import camera_layout
+    from facet3d.core.io.colmap import find_colmap_model
+    from facet3d.core.io.inputs import is_document
     from facet3d.core.specs import resolve
 
     for ld in loaders:
         if resolve(ld.claims)(path):
-            return ld
-    return None
-
-
-def _is_camera_file(path: Path) -> bool:
-    import json
-
-    from facet3d.core.io.cameras import _layout
-    from facet3d.core.io.colmap import find_colmap_model
-
+            return "loader", ld
     if path.is_dir():
-        return find_colmap_model(path) == path
-    if path.suffix.lower() != ".json" or path.stat().st_size > 200_000_000:
-        return False
-    try:
-        _layout(json.loads(path.read_text()))
-        return True
-    except (OSError, UnicodeDecodeError, ValueError, Facet3DError):
-        return False
+        return ("cameras", None) if find_colmap_model(path) == path else ("folder", None)
+    if path.suffix.lower() == ".json" and path.stat().st_size <= 200_000_000:
+        try:
+            camera_layout(json.loads(path.read_text()))
+            return "cameras", None
+        except (OSError, UnicodeDecodeError, ValueError, Facet3DError):
+            pass
+    if in_folder:
+        if is_document(path):
+            return "skip", None  # README.txt / LICENSE.txt beside the data, as batch folders treat it
+        try:
+            detect_format(path)
+        except Facet3DError:
+            return "skip", None
+    return "geometry", None
 
 
-def _file_layers(path: Path, name: str, options: ViewOptions, loaders: list) -> list[Layer]:
+def _path_layers(path: Path, kind: tuple[str, Any], name: str, options: ViewOptions) -> list[Layer]:
     from facet3d.core.io.api import read
     from facet3d.core.specs import resolve
 
-    ld = _claiming_loader(path, loaders)
-    if ld is not None:
-        return resolve(ld.load)(path, name, options)
-    if _is_camera_file(path):
+    what, loader = kind
+    if what == "loader":
+        return resolve(loader.load)(path, name, options)
+    if what == "cameras":
         return [camera_layer(path, name, options)]
     return [geometry_layer(read(path), name, str(path), options)]
 
 
 def _folder_layers(folder: Path, prefix: str, options: ViewOptions, loaders: list, skipped: list,
                    depth: int = 0) -> list[Layer]:
-    from facet3d.core.io.api import detect_format
-
     out: list[Layer] = []
     stems = [q.stem for q in folder.iterdir() if q.is_file()]
     for p in sorted(folder.iterdir()):
-        # simple.las beside simple.laz: both shown, named by their whole file names
-        base = p.stem if p.is_file() and stems.count(p.stem) == 1 else p.name
-        name = f"{prefix}/{base}"
         if p.name.startswith("."):
             continue
+        # simple.las beside simple.laz: both shown, named by their whole file names
+        name = f"{prefix}/{p.stem if p.is_file() and stems.count(p.stem) == 1 else p.name}"
         try:
-            if _claiming_loader(p, loaders) is not None or _is_camera_file(p):
-                out += _file_layers(p, name, options, loaders)
-            elif p.is_dir():
+            kind = _kind(p, loaders, in_folder=True)
+            if kind[0] == "folder":
                 if depth < 2 and p.name not in ("images", "previews", "depth", "renders", "logs"):
                     out += _folder_layers(p, name, options, loaders, skipped, depth + 1)
-            elif _readable_geometry(p, detect_format):
-                out += _file_layers(p, name, options, loaders)
+            elif kind[0] != "skip":
+                out += _path_layers(p, kind, name, options)
         except Facet3DError as exc:
             skipped.append(str(exc) if str(exc).startswith(str(p)) else f"{p}: {exc}")
     return out
-
-
-def _readable_geometry(path: Path, detect_format) -> bool:
-    from facet3d.core.io.inputs import LOOSE_TEXT, _looks_like_data
-
-    if path.suffix.lower() in LOOSE_TEXT and not _looks_like_data(path):
-        return False  # README.txt / LICENSE.txt beside the data: a document, as batch folders treat it
-    try:
-        detect_format(path)
-        return True
-    except Facet3DError:
-        return False
 
 
 def collect_layers(paths: list[str | Path], options: ViewOptions | None = None,
@@ -387,12 +380,13 @@ def collect_layers(paths: list[str | Path], options: ViewOptions | None = None,
             k += 1
             name = f"{base}_{k}"
         used.add(name)
-        if p.is_dir() and _claiming_loader(p, loaders) is None and not _is_camera_file(p):
+        kind = _kind(p, loaders, in_folder=False)
+        if kind[0] == "folder":
             found = _folder_layers(p, name, options, loaders, skipped)
             if not found:
                 raise InputError(f"{p}: nothing facet3d can show in this folder"
                                  + (f" ({len(skipped)} unreadable entries)" if skipped else ""))
             layers += found
         else:
-            layers += _file_layers(p, name, options, loaders)
+            layers += _path_layers(p, kind, name, options)
     return layers, skipped

@@ -18,12 +18,9 @@ import torch
 
 def _camera(vertices: np.ndarray, height: int):
     from facet3d.core.structures.cameras import look_at_R
-    from facet3d.plugins.viewer.server import _quat_wxyz, viser_camera
+    from facet3d.plugins.viewer.server import _quat_wxyz, start_view, viser_camera
 
-    lo, hi = np.percentile(vertices, 1, 0), np.percentile(vertices, 99, 0)
-    c = (lo + hi) / 2
-    d = np.array([0.8, -1.2, 0.6]) / np.linalg.norm([0.8, -1.2, 0.6])
-    eye = c + d * float(np.linalg.norm(hi - lo)) * 1.1  # where the viewer starts a browser
+    c, eye = start_view(np.percentile(vertices, 1, 0), np.percentile(vertices, 99, 0))  # where a browser starts
     R = look_at_R(eye, c, (0, 0, 1)).numpy()
     return viser_camera(_quat_wxyz(R.T), eye, math.radians(60), 16 / 9, height)
 

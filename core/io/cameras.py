@@ -27,7 +27,7 @@ from pathlib import Path
 
 from facet3d.core.errors import FormatError, GeometryError, InputError
 
-__all__ = ["read_cameras", "find_camera_file", "colmap_cameras", "CAMERA_FILE_NAMES"]
+__all__ = ["read_cameras", "find_camera_file", "colmap_cameras", "camera_layout", "CAMERA_FILE_NAMES"]
 
 CAMERA_FILE_NAMES = ("cameras.json", "transforms_test.json", "transforms_val.json", "transforms_train.json",
                      "transforms.json")
@@ -68,7 +68,7 @@ def colmap_cameras(model) -> tuple[object, list[str]]:
     return model.cameras, warnings
 
 
-def _layout(data) -> str:
+def camera_layout(data) -> str:
     """``"nerf"``, ``"strecha"`` or ``"core"`` from parsed JSON; FormatError for anything else."""
     if isinstance(data, dict) and "frames" in data and "camera_angle_x" in data:
         return "nerf"
@@ -141,7 +141,7 @@ def read_cameras(path: str | Path, image_size: tuple[int, int] | None = None) ->
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"{f}: cannot read cameras ({type(exc).__name__}: {exc})") from exc
         try:
-            kind = _layout(data)
+            kind = camera_layout(data)
         except FormatError as exc:
             raise FormatError(f"{f}: {exc}") from None
         if kind == "nerf":

@@ -45,6 +45,11 @@ def _looks_like_data(path: Path) -> bool:
                for s in registered_formats().values())
 
 
+def is_document(path: Path) -> bool:
+    """A .txt / .csv file whose content is no point data (README.txt, LICENSE.txt beside the scans)."""
+    return path.suffix.lower() in LOOSE_TEXT and not _looks_like_data(path)
+
+
 def _readable_extensions(format: str | None) -> tuple[str, ...]:
     """Extensions a folder listing takes: those of ``format`` (even an explicit-only one such as
     kitti-bin's ``.bin``), else of every auto-detectable reader."""
@@ -90,7 +95,7 @@ def list_inputs(paths: Iterable[str | Path], recursive: bool = False, format: st
         every, dirs = _walk(p, recursive)
         found = [f for f in every if f.name.lower().endswith(exts)]
         unknown = [f for f in every if not f.name.lower().endswith(exts)]
-        documents = [] if format else [f for f in found if f.suffix.lower() in LOOSE_TEXT and not _looks_like_data(f)]
+        documents = [] if format else [f for f in found if is_document(f)]
         if documents:
             listing.documents[p] = documents
             found = [f for f in found if f not in documents]

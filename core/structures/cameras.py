@@ -42,6 +42,7 @@ order, see `DISTORTION_PARAMS`) is carried along (indexing, `.to`, `resized`, JS
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Sequence
 
@@ -52,7 +53,7 @@ from torch import Tensor
 from ..errors import GeometryError, InputError
 from ..ops.rotations import matrix_to_quaternion, quaternion_to_matrix
 
-__all__ = ["Cameras", "intrinsics_matrix", "look_at_R", "DISTORTION_PARAMS"]
+__all__ = ["Cameras", "intrinsics_matrix", "look_at_R", "orbit_cameras", "DISTORTION_PARAMS"]
 
 _GL_TO_CV = torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)  # flip y and z camera axes
 FORMAT_NAME = "facet3d.cameras"
@@ -458,3 +459,33 @@ def look_at_R(eye, target, up=(0.0, 0.0, 1.0)) -> Tensor:
     y = torch.linalg.cross(z, x)
     return torch.stack([x, y, z])
 
+
+def orbit_cameras(center, radius: float, n: int, image_size, fov: float = 50.0, elevation: float = 20.0,
+                  up=(0.0, 0.0, 1.0), start_azimuth: float = 0.0, dtype=torch.float64) -> Cameras:
+    """n cameras evenly spaced on a circle around ``center`` looking at it.
+
+    image_size: (H, W) or one int; fov: horizontal field of view in degrees; elevation in degrees
+    above the plane orthogonal to ``up``; principal point at the image centre ((W-1)/2, (H-1)/2 in
+    the integer-pixel-centre convention).
+    """
+    H, W = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
+    c = torch.as_tensor(center, dtype=torch.float64).reshape(3)
+    u = torch.as_tensor(up, dtype=torch.float64)
+    u = u / u.norm()
+    a = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    if abs(float(a @ u)) > 0.9:
+        a = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    e1 = a - (a @ u) * u
+    e1 = e1 / e1.norm()
+    e2 = torch.linalg.cross(u, e1)
+    el = math.radians(elevation)
+    f = 0.5 * W / math.tan(0.5 * math.radians(fov))
+    K = intrinsics_matrix(f, f, (W - 1) / 2.0, (H - 1) / 2.0)
+    Rs, ts = [], []
+    for i in range(n):
+        az = math.radians(start_azimuth) + 2 * math.pi * i / n
+        eye = c + radius * (math.cos(el) * (math.cos(az) * e1 + math.sin(az) * e2) + math.sin(el) * u)
+        R = look_at_R(eye, c, u)
+        Rs.append(R)
+        ts.append(-(R @ eye))
+    return Cameras(K.expand(n, 3, 3), torch.stack(Rs), torch.stack(ts), (H, W), dtype=dtype)

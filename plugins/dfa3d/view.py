@@ -28,13 +28,13 @@ def claims(path: Path) -> bool:
 
 def load(path: Path, name: str, options) -> list:
     from facet3d.core.io.record import Geometry
-    from facet3d.core.viewing import CamerasLayer, _thumbnail, geometry_layer
+    from facet3d.core.viewing import CamerasLayer, thumbnail, geometry_layer
     from facet3d.plugins.dfa3d.scenes import load_scene
 
     scene = load_scene(Path(path))
     layers = []
     if scene.lidar_path is not None:
         layers.append(geometry_layer(Geometry(scene.lidar_points()), f"{name}/lidar", str(scene.lidar_path), options))
-    images = [_thumbnail(p) if options.images else None for p in scene.image_paths]
+    images = [thumbnail(p) if options.images else None for p in scene.image_paths]
     layers.append(CamerasLayer(f"{name}/cameras", str(scene.root), scene.cameras, images))
     return layers

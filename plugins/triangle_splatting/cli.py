@@ -97,7 +97,9 @@ def render_cmd(
       facet3d render output/garden --size 648x420 --out renders
     """
     if cameras is None and orbit is None:
-        cameras = _official_cameras_file(src)
+        from facet3d.plugins.triangle_splatting.official import official_cameras_file
+
+        cameras = official_cameras_file(src)
     if (cameras is None) == (orbit is None):
         raise UsageError("give exactly one of --cameras FILE|DIR and --orbit N")
     hw = parse_size(size, "--size") if size is not None else None
@@ -133,17 +135,6 @@ def render_cmd(
               f"to {out} ({len(written)} files)", soft_wrap=True, markup=False)
     if json_out:
         print_json(written)
-
-
-def _official_cameras_file(src: str) -> Optional[str]:
-    """The cameras.json of the official model folder ``src`` belongs to, when there is one."""
-    from facet3d.plugins.triangle_splatting.official import is_official_scene, official_model_dir
-    from facet3d.plugins.triangle_splatting.render import is_official_path
-
-    if not (is_official_path(src) or is_official_scene(src)):
-        return None
-    d = official_model_dir(src)
-    return str(d / "cameras.json") if d is not None and (d / "cameras.json").is_file() else None
 
 
 def export_cmd(

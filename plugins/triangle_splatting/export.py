@@ -41,11 +41,10 @@ def export_scene(src, dest, opaque: bool = False, min_opacity: float = 0.5, to_s
 
     from facet3d.core.errors import UsageError
     from facet3d.core.io.api import check_input_path, write
-    from facet3d.plugins.triangle_splatting.official import is_official_scene, load_official
-    from facet3d.plugins.triangle_splatting.render import is_official_path
+    from facet3d.plugins.triangle_splatting.official import is_official_input, load_official
     from facet3d.plugins.triangle_splatting.scene import TriangleScene, is_scene_ply
 
-    if is_official_path(src) or is_official_scene(src):
+    if is_official_input(src):
         scene = load_official(src, opacity_floor=opacity_floor)
     else:
         p = check_input_path(src)

@@ -63,7 +63,7 @@ import torch
 
 from facet3d.core.errors import FormatError, InputError
 
-__all__ = ["is_official_scene", "load_official", "official_cameras", "find_state_file",
+__all__ = ["is_official_scene", "is_official_input", "official_cameras_file", "load_official", "official_cameras", "find_state_file",
            "official_model_dir", "STATE_FILE", "DEFAULT_OPACITY_FLOOR"]
 
 STATE_FILE = "point_cloud_state_dict.pt"
@@ -111,6 +111,22 @@ def is_official_scene(path) -> bool:
     if not p.is_file() or p.suffix.lower() != ".pt":
         return False
     return p.name == STATE_FILE or _pickle_mentions(p, b"triangles_points")
+
+
+def is_official_input(path) -> bool:
+    """Whether ``load_official`` should read ``path``: an official scene (`is_official_scene`), or any
+    folder or ``.pt`` file (no other scene is one: a damaged or foreign one then gets the official
+    reader's precise error rather than "unknown format")."""
+    p = Path(path)
+    return p.is_dir() or (p.is_file() and p.suffix.lower() == ".pt") or is_official_scene(p)
+
+
+def official_cameras_file(path) -> Path | None:
+    """The ``cameras.json`` of the official model ``path`` belongs to, when it is one and has it."""
+    if not is_official_input(path):
+        return None
+    d = official_model_dir(path)
+    return d / "cameras.json" if d is not None and (d / "cameras.json").is_file() else None
 
 
 def find_state_file(path, iteration: int | None = None) -> tuple[Path, int | None]:

@@ -61,11 +61,10 @@ from torch import Tensor
 
 from facet3d.core.errors import GeometryError, UsageError
 from facet3d.core.progress import tick
-from facet3d.core.structures.cameras import Cameras, intrinsics_matrix, look_at_R
+from facet3d.core.structures.cameras import Cameras, orbit_cameras  # orbit_cameras: re-exported (callers of render)
 
 __all__ = ["render", "orbit_cameras", "frame_orbit", "render_cameras", "load_scene", "auto_hard", "view_names",
-           "write_views", "render_memory", "check_render_memory", "shade", "CAMERAS_FILE", "SHADINGS", "AMBIENT",
-           "is_official_path"]
+           "write_views", "render_memory", "check_render_memory", "shade", "CAMERAS_FILE", "SHADINGS", "AMBIENT"]
 
 CAMERAS_FILE = "cameras.json"
 SHADINGS = ("lambert", "normal", "flat")
@@ -182,37 +181,6 @@ def shade(albedo_acc: Tensor, normal_acc: Tensor, alpha: Tensor, K: Tensor, R: T
     return a * lit + (1.0 - a) * bg
 
 
-def orbit_cameras(center, radius: float, n: int, image_size, fov: float = 50.0, elevation: float = 20.0,
-                  up=(0.0, 0.0, 1.0), start_azimuth: float = 0.0, dtype=torch.float64) -> Cameras:
-    """n cameras evenly spaced on a circle around ``center`` looking at it.
-
-    image_size: (H, W) or one int; fov: horizontal field of view in degrees; elevation in degrees
-    above the plane orthogonal to ``up``; principal point at the image centre ((W-1)/2, (H-1)/2 in
-    the integer-pixel-centre convention).
-    """
-    H, W = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
-    c = torch.as_tensor(center, dtype=torch.float64).reshape(3)
-    u = torch.as_tensor(up, dtype=torch.float64)
-    u = u / u.norm()
-    a = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
-    if abs(float(a @ u)) > 0.9:
-        a = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
-    e1 = a - (a @ u) * u
-    e1 = e1 / e1.norm()
-    e2 = torch.linalg.cross(u, e1)
-    el = math.radians(elevation)
-    f = 0.5 * W / math.tan(0.5 * math.radians(fov))
-    K = intrinsics_matrix(f, f, (W - 1) / 2.0, (H - 1) / 2.0)
-    Rs, ts = [], []
-    for i in range(n):
-        az = math.radians(start_azimuth) + 2 * math.pi * i / n
-        eye = c + radius * (math.cos(el) * (math.cos(az) * e1 + math.sin(az) * e2) + math.sin(el) * u)
-        R = look_at_R(eye, c, u)
-        Rs.append(R)
-        ts.append(-(R @ eye))
-    return Cameras(K.expand(n, 3, 3), torch.stack(Rs), torch.stack(ts), (H, W), dtype=dtype)
-
-
 # ---------------------------------------------------------------------------------------- facet3d render
 def frame_orbit(scene, n: int, image_size: tuple[int, int], fov: float = 60.0, up=(0.0, 0.0, 1.0)) -> Cameras:
     """n orbit cameras around the scene's bounding-box centre at 2.2x its radius, named ``view_000``...
@@ -263,10 +231,10 @@ def load_scene(path, opacity_floor: float = 0.9999):
     interpolates them.
     """
     from facet3d.core.io.api import check_input_path, read
-    from facet3d.plugins.triangle_splatting.official import is_official_scene, load_official
+    from facet3d.plugins.triangle_splatting.official import is_official_input, load_official
     from facet3d.plugins.triangle_splatting.scene import TriangleScene, is_scene_ply
 
-    if is_official_path(path) or is_official_scene(path):
+    if is_official_input(path):
         scene = load_official(path, opacity_floor=opacity_floor)
         if len(scene) == 0:
             raise UsageError(f"{path}: no triangles: nothing to render")
@@ -278,13 +246,6 @@ def load_scene(path, opacity_floor: float = 0.9999):
             raise UsageError(f"{path}: no triangles: nothing to render")
         return scene, False
     return scene_from_mesh(read(p), str(path)), True
-
-
-def is_official_path(path) -> bool:
-    """Paths only the official reader takes: folders (no other scene is a folder) and ``.pt`` files
-    (so a damaged or foreign one gets the official reader's precise error, not "unknown format")."""
-    p = Path(path)
-    return p.is_dir() or (p.is_file() and p.suffix.lower() == ".pt")
 
 
 def scene_from_mesh(geom, where: str):

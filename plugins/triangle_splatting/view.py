@@ -15,22 +15,15 @@ import numpy as np
 __all__ = ["claims", "load", "splat_layer"]
 
 
-def _official():
-    try:
-        from facet3d.plugins.triangle_splatting import official
-    except ImportError:  # pragma: no cover - the module ships with the plugin
-        return None
-    return official
-
-
 def claims(path: Path) -> bool:
     from facet3d.plugins.triangle_splatting.scene import is_scene_ply
 
     p = Path(path)
     if p.is_file() and p.suffix.lower() == ".ply":
         return is_scene_ply(p)
-    off = _official()
-    return off is not None and off.is_official_scene(p)
+    from facet3d.plugins.triangle_splatting.official import is_official_scene
+
+    return is_official_scene(p)
 
 
 def preview_mesh(scene, max_triangles: int | None = None):
@@ -80,7 +73,8 @@ def load(path: Path, name: str, options) -> list:
     p = Path(path)
     if p.is_file() and p.suffix.lower() == ".ply" and is_scene_ply(p):
         return [splat_layer(TriangleScene.load_ply(p), name, str(p), options.max_triangles)]
-    off = _official()
+    from facet3d.plugins.triangle_splatting import official as off
+
     scene = off.load_official(p, opacity_floor=options.opacity_floor)
     layers = [splat_layer(scene, name, str(p), options.max_triangles)]
     cams = off.official_cameras(p)

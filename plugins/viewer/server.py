@@ -21,7 +21,7 @@ import numpy as np
 from facet3d.core.errors import UsageError
 from facet3d.core.viewing import CamerasLayer, Layer, MeshLayer, PointsLayer, SplatLayer, shift_for_display
 
-__all__ = ["ViewerServer", "viser_available", "MISSING_VISER"]
+__all__ = ["ViewerServer", "viser_available", "viser_camera", "start_view", "MISSING_VISER"]
 
 MISSING_VISER = "facet3d view needs viser, an optional extra: pip install 'facet3d[view]' (or pip install viser)"
 UPS = ("+x", "+y", "+z", "-x", "-y", "-z")
@@ -50,17 +50,28 @@ def _quat_wxyz(R: np.ndarray) -> np.ndarray:
 def _extent(layers: list[Layer], shift: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """The box holding most of everything (the 1st-99th percentiles per axis of a sample of every
     layer's points, cameras included): a few far lidar returns should not frame the view."""
-    from facet3d.core.viewing import _layer_points
+    from facet3d.core.viewing import layer_points
 
     rng = np.random.default_rng(0)
     parts = []
-    for p in (_layer_points(ly) for ly in layers):
+    for p in (layer_points(ly) for ly in layers):
         if p is not None and len(p):
             parts.append(p[rng.choice(len(p), 20_000, replace=False)] if len(p) > 20_000 else p)
     if not parts:
         return None
     allp = np.concatenate(parts) - shift
     return np.percentile(allp, 1, axis=0), np.percentile(allp, 99, axis=0)
+
+
+def start_view(lo: np.ndarray, hi: np.ndarray, up: str = "+z") -> tuple[np.ndarray, np.ndarray]:
+    """Where a browser starts for the box ``lo``-``hi``: (look-at point, camera position), looking at
+    the middle from above (along ``up``, "+z" form) and aside, 1.1 box diagonals away."""
+    centre = (lo + hi) / 2
+    axis, sign = "xyz".index(up[1]), (1.0 if up[0] == "+" else -1.0)
+    side = [i for i in range(3) if i != axis]
+    offset = np.zeros(3)
+    offset[side[0]], offset[side[1]], offset[axis] = 0.8, -1.2, 0.6 * sign
+    return centre, centre + offset / np.linalg.norm(offset) * max(float(np.linalg.norm(hi - lo)), 1e-6) * 1.1
 
 
 def _scene_scale(layers: list[Layer], shift: np.ndarray) -> float:
@@ -125,14 +136,8 @@ class ViewerServer:
         box = _extent(self.layers, self.shift)
         if box is None:
             return
-        centre = (box[0] + box[1]) / 2
-        axis, sign = "xyz".index(up[1]), (1.0 if up[0] == "+" else -1.0)
-        side = [i for i in range(3) if i != axis]
-        offset = np.zeros(3)
-        offset[side[0]], offset[side[1]], offset[axis] = 0.8, -1.2, 0.6 * sign
         cam = self.server.initial_camera
-        cam.look_at = centre
-        cam.position = centre + offset / np.linalg.norm(offset) * self.scale * 1.1
+        cam.look_at, cam.position = start_view(box[0], box[1], up)
         cam.near, cam.far = self.scale * 1e-3, self.scale * 100
 
     def _add(self, layer: Layer) -> None:
